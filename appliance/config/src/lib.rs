@@ -1,0 +1,438 @@
+//! Configuration of `applianced`, the edge video-AI appliance daemon.
+//!
+//! # File format
+//!
+//! The configuration is a TOML file, by default [`DEFAULT_CONFIG_PATH`],
+//! with four tables. Every key is optional; a missing key takes its
+//! documented default, so an empty file is a valid configuration. This is the
+//! complete file with every default (`applianced default-config` prints it,
+//! see [`Config::to_toml_string`]):
+//!
+//! ```toml
+//! [http]
+//! listen = "127.0.0.1:8080"
+//!
+//! [store]
+//! data_dir = "var"
+//! cache_capacity = "64 MiB"
+//! max_commit_group = 1024
+//!
+//! [retention]
+//! max_age = "30days"
+//! max_disk = "8 GiB"
+//! min_free_disk = "1 GiB"
+//! interval = "1m"
+//!
+//! [log]
+//! filter = "info"
+//! ```
+//!
+//! Sizes ([`ByteSize`]) are an integer number of bytes or a string such as
+//! `"64 MiB"` or `"1 GB"`; durations ([`Duration`]) are an integer number of
+//! seconds or a [`humantime`] string such as `"30d"` or `"1h 30m"`.
+//!
+//! Unknown keys and invalid or out-of-range values are errors. The message
+//! names the file, the line and column, and the dotted key, e.g.
+//! `/etc/appliance/appliance.toml:3:11: retention.max_age: invalid duration
+//! `forever`: expected number at 0`.
+//!
+//! # Environment overrides
+//!
+//! A variable `APPLIANCE_<SECTION>__<KEY>` (note the double underscore)
+//! overrides `<key>` in table `<section>`, both lower-cased:
+//! `APPLIANCE_HTTP__LISTEN=0.0.0.0:8080`, `APPLIANCE_STORE__DATA_DIR=/data`.
+//! The value is read as a TOML value when it is one (`1024`, `true`,
+//! `"quoted"`) and taken verbatim as a string otherwise (`/data`, `64 MiB`,
+//! `30d`), so strings rarely need quoting. Any other variable starting with
+//! `APPLIANCE_`, an unknown key, or an invalid value is an error naming the
+//! variable. Overrides are applied after the file, and are checked like it.
+//!
+//! The loaders take the environment as an iterator of pairs (pass
+//! `std::env::vars()`), so they are pure and testable.
+
+mod error;
+mod units;
+
+pub use error::{ConfigError, Position};
+pub use units::{ByteSize, Duration};
+
+use serde::{Deserialize, Deserializer, Serialize, de};
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use toml::{Table, Value};
+
+/// Where `applianced` looks for its configuration unless told otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/appliance/appliance.toml";
+
+/// Prefix of the environment variables that override configuration keys.
+const ENV_PREFIX: &str = "APPLIANCE_";
+
+/// The whole configuration. See the [crate documentation](crate) for the
+/// file format.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[http]`: the HTTP API.
+    pub http: HttpConfig,
+    /// `[store]`: the event and media store.
+    pub store: StoreConfig,
+    /// `[retention]`: when old events and media are deleted.
+    pub retention: RetentionConfig,
+    /// `[log]`: logging.
+    pub log: LogConfig,
+}
+
+/// `[http]`: the HTTP API.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address and port the HTTP API listens on. Default `127.0.0.1:8080`:
+    /// loopback only, so exposing the API on the network is a deliberate
+    /// choice (`0.0.0.0:8080`).
+    #[serde(deserialize_with = "socket_addr")]
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+/// `[store]`: the event and media store.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Directory holding the database and media files. Default `var`,
+    /// relative to the working directory, so a development build runs
+    /// without root; the firmware sets `/var/lib/appliance`.
+    pub data_dir: PathBuf,
+    /// Size of the sled page cache. Default `64 MiB`; between `1 MiB` and
+    /// `1 GiB`.
+    #[serde(deserialize_with = "cache_capacity")]
+    pub cache_capacity: ByteSize,
+    /// Most operations one group commit (one flush and `fdatasync`) carries;
+    /// larger groups amortise the sync over more writes under load. Default
+    /// `1024`; between `1` and `65536`.
+    #[serde(deserialize_with = "max_commit_group")]
+    pub max_commit_group: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> StoreConfig {
+        StoreConfig {
+            data_dir: PathBuf::from("var"),
+            cache_capacity: ByteSize::mib(64),
+            max_commit_group: 1024,
+        }
+    }
+}
+
+/// `[retention]`: when old events and media are deleted.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Events and media older than this are deleted. Default `30d`; at least
+    /// `1h`.
+    #[serde(deserialize_with = "max_age")]
+    pub max_age: Duration,
+    /// Disk quota shared by event records and media files; the oldest are
+    /// deleted beyond it. Default `8 GiB`; at least `16 MiB`.
+    #[serde(deserialize_with = "max_disk")]
+    pub max_disk: ByteSize,
+    /// The oldest events and media are deleted while the data filesystem has
+    /// less than this free. Default `1 GiB`.
+    pub min_free_disk: ByteSize,
+    /// How often retention runs. Default `60s`; between `1s` and `1d`.
+    #[serde(deserialize_with = "interval")]
+    pub interval: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> RetentionConfig {
+        RetentionConfig {
+            max_age: Duration::from_secs(30 * DAY),
+            max_disk: ByteSize::gib(8),
+            min_free_disk: ByteSize::gib(1),
+            interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `[log]`: logging.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `tracing` env-filter directive, e.g. `info` or
+    /// `info,appliance_store=debug`. Default `info`; must not be empty.
+    /// `RUST_LOG`, when set, takes precedence (the daemon applies it).
+    #[serde(deserialize_with = "filter")]
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig {
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+const HOUR: u64 = 3_600;
+const DAY: u64 = 24 * HOUR;
+
+// Range checks run inside deserialisation, not afterwards, so that their
+// errors carry the key path and the position of the value.
+
+fn socket_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(|err| {
+        de::Error::custom(format!(
+            "invalid socket address `{text}`: {err} (expected e.g. `127.0.0.1:8080`)"
+        ))
+    })
+}
+
+fn cache_capacity<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ByteSize, D::Error> {
+    within(
+        ByteSize::deserialize(deserializer)?,
+        ByteSize::mib(1),
+        Some(ByteSize::gib(1)),
+    )
+}
+
+fn max_commit_group<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    within(usize::deserialize(deserializer)?, 1, Some(65_536))
+}
+
+fn max_age<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    within(
+        Duration::deserialize(deserializer)?,
+        Duration::from_secs(HOUR),
+        None,
+    )
+}
+
+fn max_disk<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ByteSize, D::Error> {
+    within(
+        ByteSize::deserialize(deserializer)?,
+        ByteSize::mib(16),
+        None,
+    )
+}
+
+fn interval<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    within(
+        Duration::deserialize(deserializer)?,
+        Duration::from_secs(1),
+        Some(Duration::from_secs(DAY)),
+    )
+}
+
+fn filter<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let filter = String::deserialize(deserializer)?;
+    if filter.trim().is_empty() {
+        return Err(de::Error::custom("must not be empty, e.g. \"info\""));
+    }
+    Ok(filter)
+}
+
+/// `value` if it is at least `min` and at most `max` (when given).
+fn within<T: PartialOrd + Display, E: de::Error>(value: T, min: T, max: Option<T>) -> Result<T, E> {
+    match max {
+        Some(max) if value < min || value > max => Err(E::custom(format!(
+            "must be between {min} and {max}, got {value}"
+        ))),
+        None if value < min => Err(E::custom(format!("must be at least {min}, got {value}"))),
+        _ => Ok(value),
+    }
+}
+
+impl Config {
+    /// Parses and validates the configuration file contents `text`; `origin`
+    /// is the file name used in error messages.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|err| {
+            let key = err
+                .path()
+                .iter()
+                .next()
+                .is_some()
+                .then(|| err.path().to_string());
+            ConfigError::in_file(origin, text, key, err.inner())
+        })
+    }
+
+    /// Reads the configuration file at `path` and applies the `APPLIANCE_*`
+    /// overrides found in `env` (pass `std::env::vars()`).
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let origin = path.display().to_string();
+        // The file alone is validated first so that its errors are reported
+        // with their positions; the overrides are then checked one by one.
+        let config = Config::from_toml_str(&text, &origin)?;
+        let table = text
+            .parse::<Table>()
+            .map_err(|err| ConfigError::in_file(&origin, &text, None, &err))?;
+        config.with_env(table, env)
+    }
+
+    /// The defaults with the `APPLIANCE_*` overrides found in `env` applied,
+    /// for when there is no configuration file.
+    pub fn from_env_only(
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        Config::default().with_env(Table::new(), env)
+    }
+
+    /// Applies the overrides in `env` to `table`, the valid TOML that `self`
+    /// was read from.
+    fn with_env(
+        self,
+        mut table: Table,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut overrides: Vec<_> = env
+            .into_iter()
+            .filter(|(var, _)| var.starts_with(ENV_PREFIX))
+            .collect();
+        // The process environment has no order; sorting makes the reported
+        // error the same from one run to the next.
+        overrides.sort();
+        let mut config = self;
+        for (var, raw) in overrides {
+            let (section, key) = env_key(&var)?;
+            table
+                .entry(section.as_str())
+                .or_insert_with(|| Value::Table(Table::new()))
+                .as_table_mut()
+                .ok_or_else(|| ConfigError::in_env(&var, format!("`{section}` is not a table")))?
+                .insert(key, env_value(&raw));
+            // Re-checking after each override, rather than once after all,
+            // pins an error on the variable that caused it: everything
+            // before it was valid.
+            config = serde_path_to_error::deserialize(Value::Table(table.clone()))
+                .map_err(|err| ConfigError::in_env(&var, error::describe(err.inner())))?;
+        }
+        Ok(config)
+    }
+
+    /// The complete configuration as a commented TOML file with every key
+    /// and its current value; it parses back to an equal `Config`.
+    pub fn to_toml_string(&self) -> String {
+        // Destructured so that adding a field fails to compile until it is
+        // written out here too.
+        let Config {
+            http: HttpConfig { listen },
+            store:
+                StoreConfig {
+                    data_dir,
+                    cache_capacity,
+                    max_commit_group,
+                },
+            retention:
+                RetentionConfig {
+                    max_age,
+                    max_disk,
+                    min_free_disk,
+                    interval,
+                },
+            log: LogConfig { filter },
+        } = self;
+        format!(
+            r#"# applianced configuration.
+#
+# Every key is optional and defaults to the value shown by
+# `applianced default-config`. Sizes are bytes or strings such as "64 MiB"
+# or "1 GB"; durations are seconds or strings such as "30d" or "1h 30m".
+# A variable APPLIANCE_<SECTION>__<KEY> overrides a key, e.g.
+# APPLIANCE_HTTP__LISTEN=0.0.0.0:8080.
+
+[http]
+# Address and port the HTTP API listens on (127.0.0.1: local only).
+listen = {listen}
+
+[store]
+# Directory holding the database and media files.
+data_dir = {data_dir}
+# Size of the sled page cache, 1 MiB to 1 GiB.
+cache_capacity = {cache_capacity}
+# Most operations one group commit (flush + fdatasync) carries, 1 to 65536.
+max_commit_group = {max_commit_group}
+
+[retention]
+# Events and media older than this are deleted; at least 1h.
+max_age = {max_age}
+# Disk quota shared by event records and media files; at least 16 MiB.
+max_disk = {max_disk}
+# The oldest events and media are deleted while less than this is free
+# on the data filesystem.
+min_free_disk = {min_free_disk}
+# How often retention runs, 1s to 1d.
+interval = {interval}
+
+[log]
+# tracing env-filter directive, e.g. "info,appliance_store=debug".
+# RUST_LOG, when set, takes precedence.
+filter = {filter}
+"#,
+            listen = toml_string(listen),
+            // A path read from TOML or the environment is UTF-8, so
+            // `display` loses nothing for any configuration that was loaded.
+            data_dir = toml_string(data_dir.display()),
+            cache_capacity = toml_string(cache_capacity),
+            max_age = toml_string(max_age),
+            max_disk = toml_string(max_disk),
+            min_free_disk = toml_string(min_free_disk),
+            interval = toml_string(interval),
+            filter = toml_string(filter),
+        )
+    }
+}
+
+/// `value` as a quoted and escaped TOML string.
+fn toml_string(value: impl Display) -> Value {
+    Value::String(value.to_string())
+}
+
+/// Splits `APPLIANCE_<SECTION>__<KEY>` into the lower-cased section and key.
+fn env_key(var: &str) -> Result<(String, String), ConfigError> {
+    match var
+        .strip_prefix(ENV_PREFIX)
+        .and_then(|rest| rest.split_once("__"))
+    {
+        Some((section, key)) if !section.is_empty() && !key.is_empty() => {
+            Ok((section.to_lowercase(), key.to_lowercase()))
+        }
+        _ => Err(ConfigError::in_env(
+            var,
+            "must be named APPLIANCE_<SECTION>__<KEY> (double underscore), e.g. APPLIANCE_HTTP__LISTEN",
+        )),
+    }
+}
+
+/// Reads an override as TOML when it is a TOML value, so `1024` is an
+/// integer, and verbatim otherwise, so paths, addresses and `64 MiB` need no
+/// quotes in the shell.
+fn env_value(raw: &str) -> Value {
+    if let Ok(mut table) = format!("value = {raw}").parse::<Table>()
+        && let Some(value) = table.remove("value")
+        // Further keys mean `raw` held a newline and more TOML: not one value.
+        && table.is_empty()
+    {
+        return value;
+    }
+    Value::String(raw.to_owned())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,372 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Config, String> {
+    Config::from_toml_str(text, "/x.toml").map_err(|err| err.to_string())
+}
+
+fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+    vars.iter()
+        .map(|&(var, value)| (var.to_owned(), value.to_owned()))
+        .collect()
+}
+
+fn from_env(vars: &[(&str, &str)]) -> Result<Config, String> {
+    Config::from_env_only(env(vars)).map_err(|err| err.to_string())
+}
+
+/// A file with every key set to something other than its default.
+const FULL: &str = r#"
+[http]
+listen = "0.0.0.0:9090"
+
+[store]
+data_dir = "/var/lib/appliance"
+cache_capacity = "128MiB"
+max_commit_group = 64
+
+[retention]
+max_age = "7d 12h"
+max_disk = 1000000000
+min_free_disk = "512 MiB"
+interval = 300
+
+[log]
+filter = "info,appliance_store=debug"
+"#;
+
+fn full() -> Config {
+    Config {
+        http: HttpConfig {
+            listen: "0.0.0.0:9090".parse().unwrap(),
+        },
+        store: StoreConfig {
+            data_dir: "/var/lib/appliance".into(),
+            cache_capacity: ByteSize::mib(128),
+            max_commit_group: 64,
+        },
+        retention: RetentionConfig {
+            max_age: Duration::from_secs(7 * DAY + 12 * HOUR),
+            max_disk: ByteSize(1_000_000_000),
+            min_free_disk: ByteSize::mib(512),
+            interval: Duration::from_secs(300),
+        },
+        log: LogConfig {
+            filter: "info,appliance_store=debug".into(),
+        },
+    }
+}
+
+#[test]
+fn empty_file_is_the_defaults() {
+    assert_eq!(parse(""), Ok(Config::default()));
+    assert_eq!(parse("[http]\n[store]\n"), Ok(Config::default()));
+    assert_eq!(from_env(&[]), Ok(Config::default()));
+}
+
+#[test]
+fn documented_defaults() {
+    let config = Config::default();
+    assert_eq!(config.http.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.store.data_dir, Path::new("var"));
+    assert_eq!(config.store.cache_capacity.bytes(), 64 * 1024 * 1024);
+    assert_eq!(config.store.max_commit_group, 1024);
+    assert_eq!(config.retention.max_age.get().as_secs(), 30 * 24 * 3600);
+    assert_eq!(config.retention.max_disk.bytes(), 8 * 1024 * 1024 * 1024);
+    assert_eq!(config.retention.min_free_disk.bytes(), 1024 * 1024 * 1024);
+    assert_eq!(config.retention.interval.get().as_secs(), 60);
+    assert_eq!(config.log.filter, "info");
+}
+
+#[test]
+fn full_file_is_read() {
+    assert_eq!(parse(FULL), Ok(full()));
+}
+
+#[test]
+fn to_toml_string_round_trips() {
+    for config in [Config::default(), full()] {
+        let text = config.to_toml_string();
+        assert_eq!(parse(&text), Ok(config), "{text}");
+    }
+}
+
+#[test]
+fn to_toml_string_writes_every_key() {
+    // The serialised form lists every key; the commented file must too.
+    let config = full();
+    let serialized = Table::try_from(&config).unwrap();
+    let written: Table = config.to_toml_string().parse().unwrap();
+    assert_eq!(written, serialized);
+}
+
+#[test]
+fn to_toml_string_shows_defaults_readably() {
+    let text = Config::default().to_toml_string();
+    for line in [
+        "listen = \"127.0.0.1:8080\"",
+        "data_dir = \"var\"",
+        "cache_capacity = \"64 MiB\"",
+        "max_commit_group = 1024",
+        "max_age = \"30days\"",
+        "max_disk = \"8 GiB\"",
+        "min_free_disk = \"1 GiB\"",
+        "interval = \"1m\"",
+        "filter = \"info\"",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+}
+
+#[test]
+fn unknown_top_level_key() {
+    assert_eq!(
+        parse("# appliance\n\n[htttp]\nlisten = \"127.0.0.1:1\"\n"),
+        Err("/x.toml:3:2: htttp: unknown key `htttp`, expected one of `http`, `store`, `retention`, `log`".into())
+    );
+    assert_eq!(
+        parse("verbose = true\n"),
+        Err("/x.toml:1:1: verbose: unknown key `verbose`, expected one of `http`, `store`, `retention`, `log`".into())
+    );
+}
+
+#[test]
+fn unknown_nested_key() {
+    assert_eq!(
+        parse("[http]\nlisten = \"127.0.0.1:1\"\nlistn = \"127.0.0.1:2\"\n"),
+        Err("/x.toml:3:1: http.listn: unknown key `listn`, expected `listen`".into())
+    );
+    assert_eq!(
+        parse("[retention]\n  max_size = 5\n"),
+        Err("/x.toml:2:3: retention.max_size: unknown key `max_size`, expected one of `max_age`, `max_disk`, `min_free_disk`, `interval`".into())
+    );
+}
+
+#[test]
+fn invalid_values_name_key_and_position() {
+    assert_eq!(
+        parse("[http]\nlisten = \"nope\"\n"),
+        Err("/x.toml:2:10: http.listen: invalid socket address `nope`: invalid socket address syntax (expected e.g. `127.0.0.1:8080`)".into())
+    );
+    assert_eq!(
+        parse("[store]\ncache_capacity = \"2 TiB\"\n"),
+        Err(
+            "/x.toml:2:18: store.cache_capacity: must be between 1 MiB and 1 GiB, got 2 TiB".into()
+        )
+    );
+    assert_eq!(
+        parse("[store]\nmax_commit_group = 0\n"),
+        Err("/x.toml:2:20: store.max_commit_group: must be between 1 and 65536, got 0".into())
+    );
+    assert_eq!(
+        parse("[http]\n\n[retention]\nmax_age = \"forever\"\n"),
+        Err(
+            "/x.toml:4:11: retention.max_age: invalid duration `forever`: expected number at 0"
+                .into()
+        )
+    );
+    assert_eq!(
+        parse("[retention]\nmax_age = \"30m\"\n"),
+        Err("/x.toml:2:11: retention.max_age: must be at least 1h, got 30m".into())
+    );
+    assert_eq!(
+        parse("[retention]\nmax_disk = \"1 MiB\"\n"),
+        Err("/x.toml:2:12: retention.max_disk: must be at least 16 MiB, got 1 MiB".into())
+    );
+    assert_eq!(
+        parse("[retention]\ninterval = \"2d\"\n"),
+        Err("/x.toml:2:12: retention.interval: must be between 1s and 1day, got 2days".into())
+    );
+    assert_eq!(
+        parse("[log]\nfilter = \" \"\n"),
+        Err("/x.toml:2:10: log.filter: must not be empty, e.g. \"info\"".into())
+    );
+    assert_eq!(
+        parse("[store]\nmax_commit_group = \"many\"\n"),
+        Err(
+            "/x.toml:2:20: store.max_commit_group: invalid type: string \"many\", expected usize"
+                .into()
+        )
+    );
+}
+
+#[test]
+fn syntax_errors_have_positions() {
+    assert_eq!(parse("[http]\nlisten = \n"), Err("?".into()));
+    assert_eq!(parse("http = 5\n"), Err("?".into()));
+}
+
+#[test]
+fn env_overrides_apply() {
+    let config = from_env(&[
+        ("APPLIANCE_HTTP__LISTEN", "0.0.0.0:8080"),
+        ("APPLIANCE_STORE__DATA_DIR", "/data"),
+        ("APPLIANCE_STORE__MAX_COMMIT_GROUP", "16"),
+        ("APPLIANCE_STORE__CACHE_CAPACITY", "256 MiB"),
+        ("APPLIANCE_RETENTION__MAX_AGE", "7d"),
+        ("APPLIANCE_RETENTION__MAX_DISK", "\"2 GiB\""),
+        ("APPLIANCE_LOG__FILTER", "debug,sled=warn"),
+    ])
+    .unwrap();
+    assert_eq!(config.http.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(config.store.data_dir, Path::new("/data"));
+    assert_eq!(config.store.max_commit_group, 16);
+    assert_eq!(config.store.cache_capacity, ByteSize::mib(256));
+    assert_eq!(config.retention.max_age, Duration::from_secs(7 * DAY));
+    assert_eq!(config.retention.max_disk, ByteSize::gib(2));
+    assert_eq!(config.log.filter, "debug,sled=warn");
+    // Untouched keys keep their defaults.
+    assert_eq!(config.retention.interval, Duration::from_secs(60));
+}
+
+#[test]
+fn env_ignores_other_variables() {
+    assert_eq!(
+        from_env(&[
+            ("PATH", "/usr/bin"),
+            ("RUST_LOG", "debug"),
+            ("appliance_http__listen", "nope"),
+            ("XAPPLIANCE_HTTP__LISTEN", "nope"),
+        ]),
+        Ok(Config::default())
+    );
+}
+
+#[test]
+fn env_errors_name_the_variable() {
+    assert_eq!(
+        from_env(&[("APPLIANCE_HTTP__LISTN", "0.0.0.0:1")]),
+        Err("environment APPLIANCE_HTTP__LISTN: unknown key `listn`, expected `listen`".into())
+    );
+    assert_eq!(
+        from_env(&[("APPLIANCE_HTTPS__LISTEN", "0.0.0.0:1")]),
+        Err("environment APPLIANCE_HTTPS__LISTEN: unknown key `https`, expected one of `http`, `store`, `retention`, `log`".into())
+    );
+    assert_eq!(
+        from_env(&[("APPLIANCE_HTTP__LISTEN", "nope")]),
+        Err("environment APPLIANCE_HTTP__LISTEN: invalid socket address `nope`: invalid socket address syntax (expected e.g. `127.0.0.1:8080`)".into())
+    );
+    assert_eq!(
+        from_env(&[("APPLIANCE_STORE__MAX_COMMIT_GROUP", "0")]),
+        Err(
+            "environment APPLIANCE_STORE__MAX_COMMIT_GROUP: must be between 1 and 65536, got 0"
+                .into()
+        )
+    );
+    assert_eq!(
+        from_env(&[("APPLIANCE_STORE__CACHE_CAPACITY", "2 TiB")]),
+        Err("environment APPLIANCE_STORE__CACHE_CAPACITY: must be between 1 MiB and 1 GiB, got 2 TiB".into())
+    );
+    // A valid override does not take the blame for a later bad one.
+    assert_eq!(
+        from_env(&[
+            ("APPLIANCE_STORE__MAX_COMMIT_GROUP", "8"),
+            ("APPLIANCE_RETENTION__MAX_AGE", "forever"),
+        ]),
+        Err("environment APPLIANCE_RETENTION__MAX_AGE: invalid duration `forever`: expected number at 0".into())
+    );
+}
+
+#[test]
+fn env_variable_must_have_section_and_key() {
+    for var in [
+        "APPLIANCE_LISTEN",
+        "APPLIANCE_",
+        "APPLIANCE___LISTEN",
+        "APPLIANCE_HTTP__",
+    ] {
+        assert_eq!(
+            from_env(&[(var, "x")]),
+            Err(format!(
+                "environment {var}: must be named APPLIANCE_<SECTION>__<KEY> (double underscore), e.g. APPLIANCE_HTTP__LISTEN"
+            ))
+        );
+    }
+}
+
+#[test]
+fn env_values_are_toml_when_they_parse() {
+    assert_eq!(env_value("1024"), Value::Integer(1024));
+    assert_eq!(env_value("true"), Value::Boolean(true));
+    assert_eq!(env_value("1.5"), Value::Float(1.5));
+    assert_eq!(env_value("\"a b\""), Value::String("a b".into()));
+    assert_eq!(
+        env_value("[1, 2]"),
+        Value::Array(vec![Value::Integer(1), Value::Integer(2)])
+    );
+    for verbatim in ["/data", "0.0.0.0:8080", "64 MiB", "30d", "1\nother = 2", ""] {
+        assert_eq!(env_value(verbatim), Value::String(verbatim.into()));
+    }
+}
+
+/// A configuration file in a fresh temporary directory.
+fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("appliance.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn load_reads_file_then_env() {
+    let (_dir, path) = file(FULL);
+    assert_eq!(Config::load(&path, env(&[])).unwrap(), full());
+    let config = Config::load(
+        &path,
+        env(&[
+            ("APPLIANCE_HTTP__LISTEN", "[::1]:80"),
+            ("APPLIANCE_STORE__MAX_COMMIT_GROUP", "2"),
+        ]),
+    )
+    .unwrap();
+    let mut expected = full();
+    expected.http.listen = "[::1]:80".parse().unwrap();
+    expected.store.max_commit_group = 2;
+    assert_eq!(config, expected);
+}
+
+#[test]
+fn load_reports_file_errors_with_position_despite_env() {
+    let (_dir, path) = file("[store]\nmax_commit_group = 0\n");
+    let err = Config::load(&path, env(&[("APPLIANCE_STORE__MAX_COMMIT_GROUP", "8")]))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        format!(
+            "{}:2:20: store.max_commit_group: must be between 1 and 65536, got 0",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn load_reports_env_errors() {
+    let (_dir, path) = file(FULL);
+    let err = Config::load(&path, env(&[("APPLIANCE_LOG__LEVEL", "debug")]))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "environment APPLIANCE_LOG__LEVEL: unknown key `level`, expected `filter`"
+    );
+}
+
+#[test]
+fn load_reports_unreadable_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing.toml");
+    let err = Config::load(&path, env(&[])).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: cannot read: No such file or directory (os error 2)",
+            path.display()
+        )
+    );
+}

@@ -1,0 +1,481 @@
+//! The single writer thread and its group commit.
+//!
+//! Every mutation goes through one thread. It takes whatever operations are queued (up to the
+//! configured group size), builds one `sled::Batch` from all of them, applies it, and then makes it
+//! durable with one `flush()` plus one `fdatasync` of sled's data file before answering any of them.
+//! Many concurrent writers therefore share one flash write, and no caller hears "stored" before the
+//! data is on disk. Being the only writer also makes read-modify-write (ack, retention, id
+//! allocation) race-free without locks.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
+use std::time::Instant;
+
+use appliance_model::{Event, EventId, NewEvent, Timestamp};
+use tokio::sync::oneshot;
+
+use crate::keys::{self, Index};
+use crate::metrics::RetentionReason;
+use crate::record::{MediaRecord, Record, sha_from_hex};
+use crate::{RetentionPolicy, RetentionReport, Shared, StoreError};
+
+/// Upper bound on deletions in one retention pass, so one pass never builds a huge batch; the
+/// report says when more is due.
+const MAX_DELETES_PER_PASS: u64 = 20_000;
+
+/// sled keeps several copies of live data while it compacts its log; the retention quota counts
+/// record bytes times this factor. `just bench store` measures the real ratio (about 2–3×).
+pub(crate) const RECORD_DISK_FACTOR: u64 = 3;
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// `append` answers with one event, `append_many` with all of them.
+pub(crate) enum AppendReply {
+    One(Reply<Event>),
+    Many(Reply<Vec<Event>>),
+}
+
+impl AppendReply {
+    fn send(self, result: Result<Vec<Event>, StoreError>) {
+        // A caller that stopped waiting does not need the answer.
+        match self {
+            AppendReply::One(reply) => {
+                let one = result.map(|events| events.into_iter().next().expect("one event appended"));
+                let _ = reply.send(one);
+            }
+            AppendReply::Many(reply) => {
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+pub(crate) enum Op {
+    Append {
+        events: Vec<NewEvent>,
+        reply: AppendReply,
+    },
+    Ack {
+        id: EventId,
+        by: Option<String>,
+        reply: Reply<Option<Event>>,
+    },
+    Retention {
+        policy: RetentionPolicy,
+        now: Timestamp,
+        reply: Reply<RetentionReport>,
+    },
+}
+
+pub(crate) struct Queued {
+    pub op: Op,
+    pub enqueued: Instant,
+}
+
+/// An answer computed while building the batch, sent once the batch is durable.
+enum Answer {
+    Append(AppendReply, Vec<Event>),
+    Ack(Reply<Option<Event>>, Result<Option<Event>, StoreError>),
+    Retention(Reply<RetentionReport>, RetentionReport),
+}
+
+pub(crate) struct Writer {
+    pub shared: Arc<Shared>,
+    pub rx: Receiver<Queued>,
+    pub max_group: usize,
+    pub next_outbox_seq: u64,
+}
+
+impl Writer {
+    pub fn run(mut self) {
+        while let Ok(first) = self.rx.recv() {
+            let mut group = vec![first];
+            while group.len() < self.max_group {
+                match self.rx.try_recv() {
+                    Ok(queued) => group.push(queued),
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(group);
+        }
+        // Every sender is gone: the store is closing. One last barrier for anything sled's
+        // background flusher holds.
+        if let Err(e) = self.shared.make_durable() {
+            tracing::error!(error = %e, "final store flush failed");
+        }
+    }
+
+    fn commit_group(&mut self, group: Vec<Queued>) {
+        let shared = Arc::clone(&self.shared);
+        let mut batch = GroupBatch::new(&shared, self.next_outbox_seq);
+        let mut answers = Vec::with_capacity(group.len());
+        let mut enqueued = Vec::with_capacity(group.len());
+        let built: Result<(), StoreError> = group.into_iter().try_for_each(|queued| {
+            enqueued.push(queued.enqueued);
+            answers.push(match queued.op {
+                Op::Append { events, reply } => {
+                    let now = Timestamp::now();
+                    let stored = events
+                        .into_iter()
+                        .map(|e| batch.append(e, now))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Answer::Append(reply, stored)
+                }
+                Op::Ack { id, by, reply } => Answer::Ack(reply, batch.ack(id, by)),
+                Op::Retention { policy, now, reply } => {
+                    Answer::Retention(reply, batch.retention(&policy, now)?)
+                }
+            });
+            Ok(())
+        });
+        let committed = built.and_then(|()| batch.commit());
+        let metrics = &self.shared.metrics;
+        match committed {
+            Ok(outcome) => {
+                self.next_outbox_seq = outcome.next_outbox_seq;
+                metrics.commit_group_size.observe(answers.len() as f64);
+                for at in enqueued {
+                    metrics.commit_latency.observe(at.elapsed().as_secs_f64());
+                }
+                for answer in answers {
+                    match answer {
+                        Answer::Append(reply, events) => {
+                            metrics.events_appended.inc_by(events.len() as u64);
+                            reply.send(Ok(events));
+                        }
+                        Answer::Ack(reply, result) => {
+                            let _ = reply.send(result);
+                        }
+                        Answer::Retention(reply, mut report) => {
+                            report.media_files_deleted = outcome.media_files_deleted;
+                            metrics.count_deleted(RetentionReason::max_age, report.deleted_max_age);
+                            metrics.count_deleted(RetentionReason::quota, report.deleted_quota);
+                            metrics.count_deleted(RetentionReason::disk_free, report.deleted_disk_free);
+                            metrics.outbox_dropped.inc_by(report.outbox_dropped);
+                            let _ = reply.send(Ok(report));
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, operations = answers.len(), "store commit failed");
+                let message: Arc<str> = e.to_string().into();
+                for answer in answers {
+                    let failed = StoreError::Commit(message.clone());
+                    match answer {
+                        Answer::Append(reply, _) => reply.send(Err(failed)),
+                        Answer::Ack(reply, _) => drop(reply.send(Err(failed))),
+                        Answer::Retention(reply, _) => drop(reply.send(Err(failed))),
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct CommitOutcome {
+    next_outbox_seq: u64,
+    media_files_deleted: u64,
+}
+
+/// One group's changes: a sled batch plus an overlay of the records it touched, so later
+/// operations in the same group see earlier ones.
+struct GroupBatch<'a> {
+    shared: &'a Shared,
+    batch: sled::Batch,
+    dirty: bool,
+    records: HashMap<EventId, Option<Record>>,
+    last_seq: HashMap<i64, u16>,
+    next_outbox_seq: u64,
+    live_bytes: u64,
+    live_events: u64,
+    released_media: HashSet<[u8; 32]>,
+}
+
+impl<'a> GroupBatch<'a> {
+    fn new(shared: &'a Shared, next_outbox_seq: u64) -> Self {
+        GroupBatch {
+            shared,
+            batch: sled::Batch::default(),
+            dirty: false,
+            records: HashMap::new(),
+            last_seq: HashMap::new(),
+            next_outbox_seq,
+            live_bytes: shared.live_bytes.load(Ordering::Relaxed),
+            live_events: shared.live_events.load(Ordering::Relaxed),
+            released_media: HashSet::new(),
+        }
+    }
+
+    fn insert(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.batch.insert(key.as_ref(), value.as_ref());
+        self.dirty = true;
+    }
+
+    fn remove(&mut self, key: impl AsRef<[u8]>) {
+        self.batch.remove(key.as_ref());
+        self.dirty = true;
+    }
+
+    /// The record as this group sees it: `Ok(None)` if absent, `Err` if it does not decode.
+    fn read(&self, id: EventId) -> Result<Option<Record>, StoreError> {
+        if let Some(overlaid) = self.records.get(&id) {
+            return Ok(overlaid.clone());
+        }
+        match self.shared.tree.get(Index::Events.key(id))? {
+            None => Ok(None),
+            Some(bytes) => Record::decode(&bytes).map(Some).map_err(|e| {
+                self.shared.count_corrupt(id, &e);
+                StoreError::Corrupt { id, reason: e.to_string() }
+            }),
+        }
+    }
+
+    /// The next free id in the event's millisecond. When a millisecond's 65 536 ids are used up
+    /// (a flood of alarms with the same timestamp), the event moves to the next millisecond.
+    fn allocate_id(&mut self, start_ms: i64) -> Result<EventId, StoreError> {
+        let mut ms = EventId::first_at(start_ms).millis();
+        loop {
+            let next = match self.last_seq.get(&ms) {
+                Some(&seq) => seq.checked_add(1),
+                None => {
+                    let lo = Index::Events.key(EventId::first_at(ms));
+                    let hi = Index::Events.key(EventId::from_parts(ms, u16::MAX));
+                    match self.shared.tree.range(lo..=hi).next_back().transpose()? {
+                        None => Some(0),
+                        Some((key, _)) => keys::id_from_tail(&key)
+                            .and_then(|id| id.sequence().checked_add(1)),
+                    }
+                }
+            };
+            match next {
+                Some(seq) => {
+                    self.last_seq.insert(ms, seq);
+                    return Ok(EventId::from_parts(ms, seq));
+                }
+                None => {
+                    self.last_seq.insert(ms, u16::MAX);
+                    ms += 1;
+                }
+            }
+        }
+    }
+
+    fn append(&mut self, event: NewEvent, now: Timestamp) -> Result<Event, StoreError> {
+        let start = event.start_time.unwrap_or(now);
+        let id = self.allocate_id(start.as_millis())?;
+        let media = event
+            .media
+            .iter()
+            .map(|m| MediaRecord {
+                kind: m.kind,
+                content_type: m.content_type.clone(),
+                // validated by `NewEvent::validate` before the event was queued
+                sha256: sha_from_hex(&m.sha256).unwrap_or_default(),
+                size: m.size,
+            })
+            .collect();
+        let record = Record {
+            camera_id: event.camera_id,
+            channel_id: event.channel_id,
+            source: event.source,
+            kind: event.kind,
+            severity: event.severity,
+            end_ms: event.end_time.map(Timestamp::as_millis),
+            attributes_json: serde_json::Value::Object(event.attributes).to_string(),
+            ack: None,
+            media,
+            recorded_ms: now.as_millis(),
+            outbox_seq: self.next_outbox_seq,
+        };
+        self.insert(keys::outbox_key(self.next_outbox_seq), id.to_be_bytes());
+        self.next_outbox_seq += 1;
+        self.put_record(id, None, record.clone());
+        self.live_events += 1;
+        record.to_event(id).map_err(|e| StoreError::Corrupt {
+            id,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Writes `new` and whatever index entries differ from `old`.
+    fn put_record(&mut self, id: EventId, old: Option<&Record>, new: Record) {
+        let encoded = new.encode();
+        if let Some(old) = old {
+            let old_len = old.encode().len();
+            self.live_bytes = self.live_bytes.saturating_sub(footprint(id, old, old_len));
+        } else {
+            self.insert(Index::Camera(&new.camera_id).key(id), []);
+            self.insert(Index::Type(&new.kind).key(id), []);
+            for sha in new.media_shas() {
+                self.insert(keys::media_ref_key(sha, id), []);
+            }
+        }
+        let was_unacked = old.is_some_and(|r| r.ack.is_none());
+        match (was_unacked, new.ack.is_none()) {
+            (false, true) => self.insert(Index::Unacked.key(id), []),
+            (true, false) => self.remove(Index::Unacked.key(id)),
+            _ => {}
+        }
+        self.live_bytes += footprint(id, &new, encoded.len());
+        self.insert(Index::Events.key(id), encoded);
+        self.records.insert(id, Some(new));
+    }
+
+    fn delete_record(&mut self, id: EventId, record: &Record, record_len: usize) -> bool {
+        self.remove(Index::Events.key(id));
+        self.remove(Index::Camera(&record.camera_id).key(id));
+        self.remove(Index::Type(&record.kind).key(id));
+        self.remove(Index::Unacked.key(id));
+        for sha in record.media_shas() {
+            self.remove(keys::media_ref_key(sha, id));
+            self.released_media.insert(*sha);
+        }
+        let outbox_key = keys::outbox_key(record.outbox_seq);
+        let undelivered = matches!(self.shared.tree.contains_key(outbox_key), Ok(true));
+        self.remove(outbox_key);
+        self.records.insert(id, None);
+        self.live_bytes = self
+            .live_bytes
+            .saturating_sub(footprint(id, record, record_len));
+        self.live_events = self.live_events.saturating_sub(1);
+        undelivered
+    }
+
+    fn ack(&mut self, id: EventId, by: Option<String>) -> Result<Option<Event>, StoreError> {
+        let Some(old) = self.read(id)? else {
+            return Ok(None);
+        };
+        let corrupt = |e: crate::record::DecodeError| StoreError::Corrupt {
+            id,
+            reason: e.to_string(),
+        };
+        if old.ack.is_some() {
+            // Acknowledging twice keeps the first acknowledgement.
+            return old.to_event(id).map(Some).map_err(corrupt);
+        }
+        let mut new = old.clone();
+        new.ack = Some((Timestamp::now().as_millis(), by));
+        let event = new.to_event(id).map_err(corrupt)?;
+        self.put_record(id, Some(&old), new);
+        Ok(Some(event))
+    }
+
+    fn retention(
+        &mut self,
+        policy: &RetentionPolicy,
+        now: Timestamp,
+    ) -> Result<RetentionReport, StoreError> {
+        let mut report = RetentionReport::default();
+        let cutoff = EventId::first_at(now.as_millis().saturating_sub(policy.max_age_ms()));
+        let free_disk = self.shared.free_disk_bytes()?;
+        let quota_usage = |b: &GroupBatch, freed_media: u64| {
+            (b.live_bytes * RECORD_DISK_FACTOR + b.shared.media.bytes()).saturating_sub(freed_media)
+        };
+        let mut freed_media = 0u64;
+        let mut freed_total = 0u64;
+        let mut media_refs_removed: HashMap<[u8; 32], u64> = HashMap::new();
+        let events = Index::Events;
+        let tree = self.shared.tree.clone();
+        for item in tree.range(events.prefix()..keys::prefix_end(&events.prefix())) {
+            let (key, value) = item?;
+            let Some(id) = keys::id_from_tail(&key) else {
+                continue;
+            };
+            let reason = if id < cutoff {
+                RetentionReason::max_age
+            } else if quota_usage(self, freed_media) > policy.max_disk_bytes {
+                RetentionReason::quota
+            } else if free_disk.saturating_add(freed_total) < policy.min_free_disk_bytes {
+                RetentionReason::disk_free
+            } else {
+                break;
+            };
+            if report.deleted() >= MAX_DELETES_PER_PASS {
+                report.more = true;
+                break;
+            }
+            let record = match self.records.get(&id) {
+                Some(None) => continue, // already deleted in this group
+                Some(Some(record)) => record.clone(), // acknowledged in this group
+                None => match Record::decode(&value) {
+                    Ok(record) => record,
+                    Err(e) => {
+                        // Its index entries cannot be found; drop the record itself so it cannot
+                        // pin the oldest end of the store forever.
+                        self.shared.count_corrupt(id, &e);
+                        self.remove(&key);
+                        continue;
+                    }
+                },
+            };
+            let record_len = record.encode().len();
+            let before = footprint(id, &record, record_len) * RECORD_DISK_FACTOR;
+            for media in &record.media {
+                let removed = media_refs_removed.entry(media.sha256).or_default();
+                *removed += 1;
+                let refs = tree.scan_prefix(keys::media_ref_prefix(&media.sha256)).count() as u64;
+                if *removed == refs {
+                    freed_media += media.size;
+                    freed_total += media.size;
+                }
+            }
+            freed_total += before;
+            if self.delete_record(id, &record, record_len) {
+                report.outbox_dropped += 1;
+            }
+            match reason {
+                RetentionReason::max_age => report.deleted_max_age += 1,
+                RetentionReason::quota => report.deleted_quota += 1,
+                RetentionReason::disk_free => report.deleted_disk_free += 1,
+            }
+        }
+        Ok(report)
+    }
+
+    /// Applies the batch and makes it durable; then deletes media files nothing refers to.
+    fn commit(self) -> Result<CommitOutcome, StoreError> {
+        let mut outcome = CommitOutcome {
+            next_outbox_seq: self.next_outbox_seq,
+            media_files_deleted: 0,
+        };
+        if !self.dirty {
+            return Ok(outcome);
+        }
+        let shared = self.shared;
+        let mut batch = self.batch;
+        batch.insert(keys::meta_key(META_LIVE_BYTES), &self.live_bytes.to_be_bytes());
+        batch.insert(keys::meta_key(META_LIVE_EVENTS), &self.live_events.to_be_bytes());
+        batch.insert(keys::meta_key(META_OUTBOX_SEQ), &self.next_outbox_seq.to_be_bytes());
+        shared.tree.apply_batch(batch)?;
+        shared.make_durable()?;
+        shared.live_bytes.store(self.live_bytes, Ordering::Relaxed);
+        shared.live_events.store(self.live_events, Ordering::Relaxed);
+        for sha in &self.released_media {
+            let still_referenced =
+                || shared.tree.scan_prefix(keys::media_ref_prefix(sha)).next().is_some();
+            match shared.media.delete_if_unreferenced(sha, still_referenced) {
+                Ok(true) => outcome.media_files_deleted += 1,
+                Ok(false) => {}
+                // Left for the start-up sweep.
+                Err(e) => tracing::warn!(error = %e, sha = %hex::encode(sha), "media delete failed"),
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+pub(crate) const META_LIVE_BYTES: &str = "live_bytes";
+pub(crate) const META_LIVE_EVENTS: &str = "live_events";
+pub(crate) const META_OUTBOX_SEQ: &str = "outbox_seq";
+
+/// Approximate bytes an event occupies in the tree: its record and index keys.
+fn footprint(id: EventId, record: &Record, record_len: usize) -> u64 {
+    let index_keys = Index::Camera(&record.camera_id).key(id).len()
+        + Index::Type(&record.kind).key(id).len()
+        + if record.ack.is_none() { 9 } else { 0 }
+        + record.media.len() * 41;
+    (9 + record_len + index_keys) as u64
+}
