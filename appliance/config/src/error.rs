@@ -100,11 +100,13 @@ impl ConfigError {
 /// The message of a TOML error without the source snippet the TOML crate's
 /// own `Display` adds (we report the position ourselves).
 pub(crate) fn describe(err: &toml::de::Error) -> String {
-    let message = err.message();
+    // Syntax errors come as several lines ("invalid string\nexpected ...");
+    // one line keeps the error readable in the journal.
+    let message = err.message().trim_end().replace('\n', "; ");
     // serde speaks of struct "fields"; in a configuration file they are keys.
     match message.strip_prefix("unknown field") {
         Some(rest) => format!("unknown key{rest}"),
-        None => message.to_owned(),
+        None => message,
     }
 }
 

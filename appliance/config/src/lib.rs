@@ -351,8 +351,8 @@ impl Config {
         format!(
             r#"# applianced configuration.
 #
-# Every key is optional and defaults to the value shown by
-# `applianced default-config`. Sizes are bytes or strings such as "64 MiB"
+# Every key is optional; `applianced default-config` prints the defaults.
+# Sizes are bytes or strings such as "64 MiB"
 # or "1 GB"; durations are seconds or strings such as "30d" or "1h 30m".
 # A variable APPLIANCE_<SECTION>__<KEY> overrides a key, e.g.
 # APPLIANCE_HTTP__LISTEN=0.0.0.0:8080.

@@ -193,9 +193,15 @@ fn invalid_values_name_key_and_position() {
 }
 
 #[test]
-fn syntax_errors_have_positions() {
-    assert_eq!(parse("[http]\nlisten = \n"), Err("?".into()));
-    assert_eq!(parse("http = 5\n"), Err("?".into()));
+fn malformed_files_have_positions() {
+    assert_eq!(
+        parse("[http]\nlisten = \n"),
+        Err("/x.toml:2:10: invalid string; expected `\"`, `'`".into())
+    );
+    assert_eq!(
+        parse("http = 5\n"),
+        Err("/x.toml:1:8: http: invalid type: integer `5`, expected struct HttpConfig".into())
+    );
 }
 
 #[test]

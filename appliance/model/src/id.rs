@@ -118,7 +118,13 @@ mod tests {
 
     #[test]
     fn rejects_malformed_ids() {
-        for bad in ["", "xyz", "018bd2f1a2b3000", "018bd2f1a2b30000a", "+18bd2f1a2b30000"] {
+        for bad in [
+            "",
+            "xyz",
+            "018bd2f1a2b3000",
+            "018bd2f1a2b30000a",
+            "+18bd2f1a2b30000",
+        ] {
             assert!(bad.parse::<EventId>().is_err(), "{bad}");
         }
     }
@@ -126,6 +132,9 @@ mod tests {
     #[test]
     fn clamps_times_outside_the_range() {
         assert_eq!(EventId::from_parts(-5, 1).millis(), 0);
-        assert_eq!(EventId::from_parts(i64::MAX, 0).millis(), MAX_ID_MILLIS as i64);
+        assert_eq!(
+            EventId::from_parts(i64::MAX, 0).millis(),
+            MAX_ID_MILLIS as i64
+        );
     }
 }

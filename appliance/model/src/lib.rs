@@ -150,7 +150,10 @@ fn check_id(field: &'static str, value: &str) -> Result<(), InvalidEvent> {
     let reason = if value.is_empty() {
         "must not be empty".to_string()
     } else if value.len() > MAX_ID_LEN {
-        format!("is {} bytes long, at most {MAX_ID_LEN} allowed", value.len())
+        format!(
+            "is {} bytes long, at most {MAX_ID_LEN} allowed",
+            value.len()
+        )
     } else if value.chars().any(char::is_control) {
         "must not contain control characters".to_string()
     } else {
@@ -181,13 +184,18 @@ impl NewEvent {
         if attributes_len > MAX_ATTRIBUTES_LEN {
             return Err(InvalidEvent {
                 field: "attributes",
-                reason: format!("serialises to {attributes_len} bytes, at most {MAX_ATTRIBUTES_LEN} allowed"),
+                reason: format!(
+                    "serialises to {attributes_len} bytes, at most {MAX_ATTRIBUTES_LEN} allowed"
+                ),
             });
         }
         if self.media.len() > MAX_MEDIA_PER_EVENT {
             return Err(InvalidEvent {
                 field: "media",
-                reason: format!("has {} entries, at most {MAX_MEDIA_PER_EVENT} allowed", self.media.len()),
+                reason: format!(
+                    "has {} entries, at most {MAX_MEDIA_PER_EVENT} allowed",
+                    self.media.len()
+                ),
             });
         }
         if let Some(bad) = self.media.iter().find(|m| !is_sha256_hex(&m.sha256)) {

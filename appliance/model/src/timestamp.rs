@@ -32,7 +32,9 @@ impl fmt::Display for Timestamp {
         let nanos = i128::from(self.0) * 1_000_000;
         match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
             Ok(t) => {
-                let t = t.replace_nanosecond(t.millisecond() as u32 * 1_000_000).unwrap_or(t);
+                let t = t
+                    .replace_nanosecond(t.millisecond() as u32 * 1_000_000)
+                    .unwrap_or(t);
                 write!(
                     f,
                     "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
@@ -102,7 +104,9 @@ mod tests {
         assert_eq!(s, "2025-11-24T23:52:14.123Z");
         assert_eq!(s.parse::<Timestamp>().unwrap(), t);
         assert_eq!(
-            "2025-11-25T07:52:14.123+08:00".parse::<Timestamp>().unwrap(),
+            "2025-11-25T07:52:14.123+08:00"
+                .parse::<Timestamp>()
+                .unwrap(),
             t
         );
         assert_eq!("1764028334123".parse::<Timestamp>().unwrap(), t);

@@ -21,6 +21,8 @@ mod media;
 pub mod metrics;
 mod query;
 mod record;
+#[cfg(test)]
+mod tests;
 mod writer;
 
 use std::fs::{self, File};
@@ -259,7 +261,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl EventStore {
     /// Opens (creating if needed) the store in `options.dir`, sweeps orphan media files and starts
     /// the writer thread.
-    pub fn open(options: &StoreOptions, metrics: Arc<StoreMetrics>) -> Result<EventStore, StoreError> {
+    pub fn open(
+        options: &StoreOptions,
+        metrics: Arc<StoreMetrics>,
+    ) -> Result<EventStore, StoreError> {
         let records_dir = options.dir.join("records");
         fs::create_dir_all(&records_dir)?;
         let db = sled::Config::new()
@@ -271,7 +276,9 @@ impl EventStore {
         let media = MediaFiles::open(&options.dir.join("media"))?;
         let orphans = media.sweep(|sha| {
             // An unreadable reference keeps the file: never delete what might be referenced.
-            tree.scan_prefix(keys::media_ref_prefix(sha)).next().is_some()
+            tree.scan_prefix(keys::media_ref_prefix(sha))
+                .next()
+                .is_some()
         })?;
         if orphans > 0 {
             tracing::info!(orphans, "removed media files no event refers to");
@@ -287,12 +294,14 @@ impl EventStore {
             live_bytes: AtomicU64::new(0),
             live_events: AtomicU64::new(0),
         });
-        shared
-            .live_bytes
-            .store(shared.read_meta(writer::META_LIVE_BYTES)?, Ordering::Relaxed);
-        shared
-            .live_events
-            .store(shared.read_meta(writer::META_LIVE_EVENTS)?, Ordering::Relaxed);
+        shared.live_bytes.store(
+            shared.read_meta(writer::META_LIVE_BYTES)?,
+            Ordering::Relaxed,
+        );
+        shared.live_events.store(
+            shared.read_meta(writer::META_LIVE_EVENTS)?,
+            Ordering::Relaxed,
+        );
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             shared: Arc::clone(&shared),
@@ -434,7 +443,8 @@ impl EventStore {
         let mut out = Vec::new();
         for item in self.shared().tree.range(start..end).take(limit) {
             let (key, value) = item?;
-            if let (Some(seq), Some(id)) = (keys::outbox_seq(&key), EventId::from_be_slice(&value)) {
+            if let (Some(seq), Some(id)) = (keys::outbox_seq(&key), EventId::from_be_slice(&value))
+            {
                 out.push(OutboxEntry { seq, id });
             }
         }

@@ -117,7 +117,8 @@ impl MediaFiles {
             Err(e) => return Err(e),
         };
         fs::remove_file(&path)?;
-        self.bytes.fetch_sub(size.min(self.bytes()), Ordering::Relaxed);
+        self.bytes
+            .fetch_sub(size.min(self.bytes()), Ordering::Relaxed);
         Ok(true)
     }
 
@@ -169,16 +170,27 @@ impl MediaFiles {
             }
             for file in fs::read_dir(dir.path())? {
                 let file = file?;
-                let sha = file.file_name().to_str().and_then(crate::record::sha_from_hex);
+                let sha = file
+                    .file_name()
+                    .to_str()
+                    .and_then(crate::record::sha_from_hex);
                 visit(file.path(), sha)?;
             }
         }
         Ok(())
     }
 
+    /// Ends the grace period of every file now (tests of retention).
+    #[cfg(test)]
+    pub fn forget_fresh(&self) {
+        self.lock_fresh().clear();
+    }
+
     fn lock_fresh(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Instant>> {
         // The map holds no invariant a panicking holder could break.
-        self.fresh.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.fresh
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

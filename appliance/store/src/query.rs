@@ -47,7 +47,9 @@ impl EventQuery {
     }
 
     fn matches(&self, record: &Record) -> bool {
-        self.camera_id.as_ref().is_none_or(|c| *c == record.camera_id)
+        self.camera_id
+            .as_ref()
+            .is_none_or(|c| *c == record.camera_id)
             && self.kind.as_ref().is_none_or(|k| *k == record.kind)
             && self.acked.is_none_or(|acked| acked == record.ack.is_some())
     }
@@ -74,7 +76,11 @@ pub(crate) fn run(shared: &Shared, query: &EventQuery) -> Result<EventPage, Stor
     if query.until.is_some_and(|t| t.as_millis() < 0) {
         return Ok(page);
     }
-    let lower = index.key(query.since.map_or(EventId::MIN, |t| EventId::first_at(t.as_millis())));
+    let lower = index.key(
+        query
+            .since
+            .map_or(EventId::MIN, |t| EventId::first_at(t.as_millis())),
+    );
     let upper = match query.upper_id() {
         Some(id) => index.key(id),
         None => keys::prefix_end(&index.prefix()),
@@ -163,7 +169,12 @@ pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport, StoreError> {
             }
         }
     }
-    for tag in [keys::BY_CAMERA, keys::BY_TYPE, keys::UNACKED, keys::MEDIA_REF] {
+    for tag in [
+        keys::BY_CAMERA,
+        keys::BY_TYPE,
+        keys::UNACKED,
+        keys::MEDIA_REF,
+    ] {
         for item in tree.scan_prefix([tag]) {
             let (key, _) = item?;
             match keys::id_from_tail(&key) {
@@ -181,13 +192,19 @@ pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport, StoreError> {
     }
     let files = shared.media.list()?;
     for sha in &files {
-        if tree.scan_prefix(keys::media_ref_prefix(sha)).next().is_none() {
+        if tree
+            .scan_prefix(keys::media_ref_prefix(sha))
+            .next()
+            .is_none()
+        {
             problem(format!("media file {} has no event", hex::encode(sha)));
         }
     }
     let counted = shared.read_meta(crate::writer::META_LIVE_EVENTS)?;
     if counted != events {
-        problem(format!("event counter says {counted}, the store holds {events}"));
+        problem(format!(
+            "event counter says {counted}, the store holds {events}"
+        ));
     }
     report.events = events;
     report.media_files = files.len() as u64;

@@ -4,9 +4,7 @@
 //! leading version byte is what lets a later release read older records. The start time is not
 //! stored: it is the id's time.
 
-use appliance_model::{
-    Ack, Event, EventId, EventSource, MediaKind, MediaRef, Severity, Timestamp,
-};
+use appliance_model::{Ack, Event, EventId, EventSource, MediaKind, MediaRef, Severity, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -137,7 +135,9 @@ mod tests {
     fn round_trips() {
         let r = record();
         assert_eq!(Record::decode(&r.encode()).unwrap(), r);
-        let event = r.to_event(EventId::from_parts(1_700_000_000_000, 1)).unwrap();
+        let event = r
+            .to_event(EventId::from_parts(1_700_000_000_000, 1))
+            .unwrap();
         assert_eq!(event.attributes["zone"], "gate");
         assert_eq!(event.media[0].sha256, "07".repeat(32));
     }
@@ -145,7 +145,10 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert!(matches!(Record::decode(&[]), Err(DecodeError::Empty)));
-        assert!(matches!(Record::decode(&[9, 1, 2]), Err(DecodeError::Version(9))));
+        assert!(matches!(
+            Record::decode(&[9, 1, 2]),
+            Err(DecodeError::Version(9))
+        ));
         let mut bytes = record().encode();
         bytes.truncate(bytes.len() / 2);
         assert!(Record::decode(&bytes).is_err());

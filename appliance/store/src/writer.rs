@@ -42,7 +42,8 @@ impl AppendReply {
         // A caller that stopped waiting does not need the answer.
         match self {
             AppendReply::One(reply) => {
-                let one = result.map(|events| events.into_iter().next().expect("one event appended"));
+                let one =
+                    result.map(|events| events.into_iter().next().expect("one event appended"));
                 let _ = reply.send(one);
             }
             AppendReply::Many(reply) => {
@@ -152,7 +153,10 @@ impl Writer {
                             report.media_files_deleted = outcome.media_files_deleted;
                             metrics.count_deleted(RetentionReason::max_age, report.deleted_max_age);
                             metrics.count_deleted(RetentionReason::quota, report.deleted_quota);
-                            metrics.count_deleted(RetentionReason::disk_free, report.deleted_disk_free);
+                            metrics.count_deleted(
+                                RetentionReason::disk_free,
+                                report.deleted_disk_free,
+                            );
                             metrics.outbox_dropped.inc_by(report.outbox_dropped);
                             let _ = reply.send(Ok(report));
                         }
@@ -228,7 +232,10 @@ impl<'a> GroupBatch<'a> {
             None => Ok(None),
             Some(bytes) => Record::decode(&bytes).map(Some).map_err(|e| {
                 self.shared.count_corrupt(id, &e);
-                StoreError::Corrupt { id, reason: e.to_string() }
+                StoreError::Corrupt {
+                    id,
+                    reason: e.to_string(),
+                }
             }),
         }
     }
@@ -245,8 +252,9 @@ impl<'a> GroupBatch<'a> {
                     let hi = Index::Events.key(EventId::from_parts(ms, u16::MAX));
                     match self.shared.tree.range(lo..=hi).next_back().transpose()? {
                         None => Some(0),
-                        Some((key, _)) => keys::id_from_tail(&key)
-                            .and_then(|id| id.sequence().checked_add(1)),
+                        Some((key, _)) => {
+                            keys::id_from_tail(&key).and_then(|id| id.sequence().checked_add(1))
+                        }
                     }
                 }
             };
@@ -398,7 +406,7 @@ impl<'a> GroupBatch<'a> {
                 break;
             }
             let record = match self.records.get(&id) {
-                Some(None) => continue, // already deleted in this group
+                Some(None) => continue,               // already deleted in this group
                 Some(Some(record)) => record.clone(), // acknowledged in this group
                 None => match Record::decode(&value) {
                     Ok(record) => record,
@@ -416,7 +424,9 @@ impl<'a> GroupBatch<'a> {
             for media in &record.media {
                 let removed = media_refs_removed.entry(media.sha256).or_default();
                 *removed += 1;
-                let refs = tree.scan_prefix(keys::media_ref_prefix(&media.sha256)).count() as u64;
+                let refs = tree
+                    .scan_prefix(keys::media_ref_prefix(&media.sha256))
+                    .count() as u64;
                 if *removed == refs {
                     freed_media += media.size;
                     freed_total += media.size;
@@ -446,21 +456,39 @@ impl<'a> GroupBatch<'a> {
         }
         let shared = self.shared;
         let mut batch = self.batch;
-        batch.insert(keys::meta_key(META_LIVE_BYTES), &self.live_bytes.to_be_bytes());
-        batch.insert(keys::meta_key(META_LIVE_EVENTS), &self.live_events.to_be_bytes());
-        batch.insert(keys::meta_key(META_OUTBOX_SEQ), &self.next_outbox_seq.to_be_bytes());
+        batch.insert(
+            keys::meta_key(META_LIVE_BYTES),
+            &self.live_bytes.to_be_bytes(),
+        );
+        batch.insert(
+            keys::meta_key(META_LIVE_EVENTS),
+            &self.live_events.to_be_bytes(),
+        );
+        batch.insert(
+            keys::meta_key(META_OUTBOX_SEQ),
+            &self.next_outbox_seq.to_be_bytes(),
+        );
         shared.tree.apply_batch(batch)?;
         shared.make_durable()?;
         shared.live_bytes.store(self.live_bytes, Ordering::Relaxed);
-        shared.live_events.store(self.live_events, Ordering::Relaxed);
+        shared
+            .live_events
+            .store(self.live_events, Ordering::Relaxed);
         for sha in &self.released_media {
-            let still_referenced =
-                || shared.tree.scan_prefix(keys::media_ref_prefix(sha)).next().is_some();
+            let still_referenced = || {
+                shared
+                    .tree
+                    .scan_prefix(keys::media_ref_prefix(sha))
+                    .next()
+                    .is_some()
+            };
             match shared.media.delete_if_unreferenced(sha, still_referenced) {
                 Ok(true) => outcome.media_files_deleted += 1,
                 Ok(false) => {}
                 // Left for the start-up sweep.
-                Err(e) => tracing::warn!(error = %e, sha = %hex::encode(sha), "media delete failed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, sha = %hex::encode(sha), "media delete failed")
+                }
             }
         }
         Ok(outcome)
