@@ -1,1 +1,197 @@
+//! Harness for end-to-end tests: runs the real `applianced` binary on an ephemeral loopback port
+//! with a temporary data directory, and talks to it over HTTP.
 
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+/// Path of a binary of this workspace, built into the same target directory as the test.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/<name>
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` first (`just test` does)",
+        path.display()
+    );
+    path
+}
+
+/// A running `applianced`.
+pub struct Daemon {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+/// How to start the daemon.
+pub struct DaemonOptions<'a> {
+    /// `--data-dir`; `None` leaves it to the configuration.
+    pub data_dir: Option<&'a Path>,
+    /// Extra `--config` file.
+    pub config: Option<&'a Path>,
+    pub env: Vec<(String, String)>,
+    /// Ask for a systemd watchdog with this period, as systemd does: `WATCHDOG_USEC` plus
+    /// `WATCHDOG_PID` naming the daemon itself.
+    pub watchdog_usec: Option<u64>,
+}
+
+impl<'a> DaemonOptions<'a> {
+    pub fn new(data_dir: &'a Path) -> Self {
+        DaemonOptions {
+            data_dir: Some(data_dir),
+            config: None,
+            env: Vec::new(),
+            watchdog_usec: None,
+        }
+    }
+}
+
+impl Daemon {
+    pub fn start(data_dir: &Path) -> Daemon {
+        Daemon::start_with(DaemonOptions::new(data_dir))
+    }
+
+    /// Starts the daemon on 127.0.0.1:0 and waits until it logs the address it bound.
+    pub fn start_with(options: DaemonOptions) -> Daemon {
+        let mut command = match options.watchdog_usec {
+            // `exec` keeps the shell's pid, so $$ is the daemon's pid.
+            Some(usec) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!(
+                        "WATCHDOG_PID=$$ WATCHDOG_USEC={usec} exec \"$0\" \"$@\""
+                    ))
+                    .arg(binary("applianced"));
+                sh
+            }
+            None => Command::new(binary("applianced")),
+        };
+        command.arg("run");
+        if let Some(dir) = options.data_dir {
+            command.arg("--data-dir").arg(dir);
+        }
+        if let Some(config) = options.config {
+            command.arg("--config").arg(config);
+        }
+        command
+            .env("APPLIANCE_HTTP__LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "info")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("JOURNAL_STREAM")
+            .envs(options.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("applianced starts");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("http_addr=").nth(1) {
+                    let _ = addr_tx.send(addr.trim().parse::<SocketAddr>());
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let addr = match addr_rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(Ok(addr)) => addr,
+            other => {
+                let _ = child.kill();
+                panic!(
+                    "applianced did not report its address ({other:?}); log:\n{}",
+                    log.lock().unwrap()
+                );
+            }
+        };
+        Daemon { child, addr, log }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// GET returning (status, body text).
+    pub fn get_text(&self, path: &str) -> (u16, String) {
+        response(ureq::get(&self.url(path)).call())
+    }
+
+    /// GET returning (status, JSON body).
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        let (status, text) = self.get_text(path);
+        (status, parse_json(&text))
+    }
+
+    /// POST a body, returning (status, JSON body).
+    pub fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        let (status, text) = response(
+            ureq::post(&self.url(path))
+                .set("content-type", "application/json")
+                .send_string(body),
+        );
+        (status, parse_json(&text))
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Sends `signal` and waits (bounded) for the process to exit.
+    pub fn stop_with(mut self, signal: Signal, within: Duration) -> (ExitStatus, Duration) {
+        let sent = Instant::now();
+        kill(self.pid(), signal).expect("signal delivered");
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return (status, sent.elapsed());
+            }
+            if sent.elapsed() > within {
+                let _ = self.child.kill();
+                panic!(
+                    "applianced did not exit within {within:?}; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn response(result: Result<ureq::Response, ureq::Error>) -> (u16, String) {
+    match result {
+        Ok(r) => (r.status(), r.into_string().expect("body")),
+        Err(ureq::Error::Status(status, r)) => (status, r.into_string().expect("body")),
+        Err(e) => panic!("request failed: {e}"),
+    }
+}
+
+fn parse_json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}

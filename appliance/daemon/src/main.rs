@@ -1,1 +1,103 @@
-fn main() {}
+//! `applianced`: the edge video-AI appliance daemon.
+//!
+//! This crate only wires things together: it loads the configuration, opens the store, serves
+//! the HTTP API, talks to systemd and runs periodic tasks. Protocol and business logic live in the
+//! library crates under `appliance/`.
+
+mod api;
+mod logging;
+mod run;
+mod systemd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use appliance_config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "applianced", about = "Edge video-AI appliance daemon", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the appliance until SIGTERM or SIGINT.
+    Run {
+        /// Configuration file. Without it, /etc/appliance/appliance.toml is read if it exists,
+        /// otherwise the embedded defaults are used. APPLIANCE_<SECTION>__<KEY> variables
+        /// override either.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Data directory (store, media); overrides `store.data_dir`.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Check a configuration file (with environment overrides applied): exit 0 when valid,
+    /// 2 with the problem printed otherwise.
+    CheckConfig {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Print a complete configuration file with every key at its default.
+    DefaultConfig,
+    /// Print the version.
+    Version,
+}
+
+/// Exit status for an invalid configuration (also used by `check-config`).
+const EXIT_BAD_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Run { config, data_dir } => {
+            let mut config = match load_config(config.as_deref()) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("applianced: {e}");
+                    return ExitCode::from(EXIT_BAD_CONFIG);
+                }
+            };
+            if let Some(dir) = data_dir {
+                config.store.data_dir = dir;
+            }
+            match run::run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("applianced: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::CheckConfig { file } => match Config::load(&file, std::env::vars()) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(EXIT_BAD_CONFIG)
+            }
+        },
+        Command::DefaultConfig => {
+            print!("{}", Config::default().to_toml_string());
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("applianced {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn load_config(explicit: Option<&std::path::Path>) -> Result<Config, ConfigError> {
+    let default = std::path::Path::new(DEFAULT_CONFIG_PATH);
+    match explicit {
+        Some(path) => Config::load(path, std::env::vars()),
+        None if default.exists() => Config::load(default, std::env::vars()),
+        None => Config::from_env_only(std::env::vars()),
+    }
+}

@@ -1,0 +1,112 @@
+//! The HTTP API (axum). `/api/v1/*` is JSON; `/metrics` is Prometheus text.
+//!
+//! Routes are grouped so that later layers slot in without touching the handlers: authentication
+//! wraps [`protected_routes`], the web UI mounts beside `/api`.
+
+mod error;
+mod events;
+mod system;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use appliance_store::EventStore;
+use axum::Router;
+use axum::routing::{get, post};
+use prometheus_client::registry::Registry;
+use utoipa::OpenApi;
+
+pub use error::ApiError;
+
+/// Everything handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<StateInner>,
+}
+
+struct StateInner {
+    store: EventStore,
+    registry: Mutex<Registry>,
+    http_addr: SocketAddr,
+    started: Instant,
+}
+
+impl AppState {
+    pub fn new(
+        store: EventStore,
+        registry: Registry,
+        http_addr: SocketAddr,
+        started: Instant,
+    ) -> AppState {
+        AppState {
+            inner: Arc::new(StateInner {
+                store,
+                registry: Mutex::new(registry),
+                http_addr,
+                started,
+            }),
+        }
+    }
+
+    fn store(&self) -> &EventStore {
+        &self.inner.store
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "applianced API",
+        description = "Local REST API of the edge video-AI appliance."
+    ),
+    paths(
+        system::health,
+        events::list_events,
+        events::get_event,
+        events::get_media,
+        events::ack_event,
+    ),
+    components(schemas(
+        appliance_model::Event,
+        appliance_model::EventId,
+        appliance_model::Timestamp,
+        appliance_model::EventSource,
+        appliance_model::Severity,
+        appliance_model::MediaRef,
+        appliance_model::MediaKind,
+        appliance_model::Ack,
+        events::EventList,
+        events::AckRequest,
+        system::Health,
+        system::Subsystem,
+        error::ErrorBody,
+        error::ErrorDetail,
+    ))
+)]
+pub struct ApiDoc;
+
+/// Routes that will require a signed-in user once authentication exists.
+fn protected_routes() -> Router<AppState> {
+    Router::new()
+        .route("/events", get(events::list_events))
+        .route("/events/{id}", get(events::get_event))
+        .route("/events/{id}/media/{n}", get(events::get_media))
+        .route("/events/{id}/ack", post(events::ack_event))
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/health", get(system::health))
+        .route("/openapi.json", get(system::openapi))
+        .merge(protected_routes());
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/metrics", get(system::metrics))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests;
