@@ -195,6 +195,8 @@ impl Shared {
         tracing::warn!(%id, %error, "skipping unreadable event record");
     }
 
+    // statvfs field widths differ between targets (u32 on 32-bit ARM); widen explicitly.
+    #[allow(clippy::useless_conversion)]
     fn free_disk_bytes(&self) -> Result<u64, StoreError> {
         let stat = nix::sys::statvfs::statvfs(&self.dir).map_err(std::io::Error::from)?;
         Ok(u64::from(stat.blocks_available()) * u64::from(stat.fragment_size()))

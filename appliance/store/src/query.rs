@@ -112,7 +112,7 @@ pub(crate) fn run(shared: &Shared, query: &EventQuery) -> Result<EventPage, Stor
         };
         let event = match record.and_then(|r| {
             let keep = query.matches(&r);
-            Ok(keep.then(|| r.to_event(id)).transpose()?)
+            keep.then(|| r.to_event(id)).transpose()
         }) {
             Ok(Some(event)) => event,
             Ok(None) => continue,

@@ -107,6 +107,3 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,0 +1,40 @@
+# Recipes for developers and CI. `./bootstrap.sh RECIPE` installs just and Rust first.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+export PATH := env("HOME") + "/.cargo/bin:" + env("PATH")
+
+# List the recipes.
+default:
+    @just --list
+
+# Install what running and testing need (idempotent).
+setup:
+    scripts/setup-packages.sh
+
+# Build and run the appliance on embedded defaults: data in ./var, API on 127.0.0.1:8080.
+run *ARGS: setup
+    cargo build --release -p applianced
+    ./target/release/applianced run {{ ARGS }}
+
+# Format check, lints, then every test (unit, end-to-end with the real binaries, crash cycles).
+test: setup lint
+    cargo build --workspace --bins
+    cargo nextest run --workspace --no-fail-fast
+
+# Benchmarks that print tables against a baseline: `just bench store`.
+bench WHAT: setup
+    cargo build --release -p appliance-bench
+    just bench-{{ WHAT }}
+
+[private]
+bench-store *ARGS:
+    ./target/release/store-bench run {{ ARGS }}
+
+# cargo fmt --check and clippy with warnings as errors.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Format the code.
+fmt:
+    cargo fmt --all
