@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  # (none yet beyond bootstrap's toolchain: sled and SQLite are built from crates)
+  strace # tests/store_durability.rs checks the fdatasync behind every durable commit
 )
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -20,6 +20,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::workload::EngineResult;
 
+/// The daemon's allocator, so the store is measured as it runs there (sled allocates per insert).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "store-bench", about, version)]
 struct Cli {
@@ -64,6 +68,15 @@ enum Cmd {
         dir: PathBuf,
         #[arg(long)]
         seed: u64,
+    },
+    /// Makes `count` single-event durable commits one after another and reports them; the
+    /// durability test runs it under strace to see one fdatasync per commit.
+    #[command(hide = true)]
+    Commits {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        count: u32,
     },
     /// Appends durably until killed, printing `ready` and then `ok <id>` per acknowledged event.
     #[command(hide = true)]
@@ -127,6 +140,11 @@ fn main() -> Result<ExitCode> {
                 }
             };
             println!("{}", serde_json::to_string(&result)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Commits { dir, count } => {
+            sled_engine::sequential_commits(&dir, count)?;
+            println!("committed {count}");
             Ok(ExitCode::SUCCESS)
         }
         Cmd::CrashWriter { dir, seed } => {

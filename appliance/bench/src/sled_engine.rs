@@ -9,7 +9,7 @@ use appliance_model::{Event, NewEvent};
 use appliance_store::{EventQuery, EventStore, StoreMetrics, StoreOptions};
 
 use crate::sys;
-use crate::workload::Engine;
+use crate::workload::{Engine, EventGen};
 
 /// The store configured as the appliance ships it (the config crate's defaults), in `dir`.
 pub fn edge_options(dir: &Path) -> StoreOptions {
@@ -26,6 +26,20 @@ pub fn open_store(dir: &Path) -> Result<EventStore> {
         &edge_options(dir),
         Arc::new(StoreMetrics::default()),
     )?)
+}
+
+/// `count` durable single-event commits, each waited for before the next is submitted.
+pub fn sequential_commits(dir: &Path, count: u32) -> Result<()> {
+    let store = open_store(dir)?;
+    let mut events = EventGen::new(
+        u64::from(count),
+        appliance_model::Timestamp::now().as_millis(),
+    );
+    for _ in 0..count {
+        store.append(events.next_event()).wait()?;
+    }
+    store.close();
+    Ok(())
 }
 
 pub struct SledEngine {

@@ -15,6 +15,11 @@ use std::process::ExitCode;
 use appliance_config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
 use clap::{Parser, Subcommand};
 
+/// sled allocates on every insert; glibc's allocator spent a third of the writer's time in malloc
+/// and arena locks in `just bench store` (16k → 25k events/s batched with mimalloc).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "applianced", about = "Edge video-AI appliance daemon", version)]
 struct Cli {

@@ -39,12 +39,12 @@ use std::time::{Duration, Instant};
 use appliance_model::{Event, EventId, InvalidEvent, MediaKind, MediaRef, NewEvent, Timestamp};
 use tokio::sync::oneshot;
 
-use crate::keys::Index;
+use crate::keys::IdList;
 use crate::media::MediaFiles;
 pub use crate::metrics::StoreMetrics;
 pub use crate::query::{EventPage, EventQuery, MAX_PAGE_SIZE};
-use crate::record::{DecodeError, Record, sha_from_hex};
-use crate::writer::{AppendReply, Op, Queued, Writer};
+use crate::record::{DecodeError, Prepared, Record, sha_from_hex};
+use crate::writer::{AppendReply, Counters, Op, Queued, Writer};
 
 /// Largest media file accepted (bytes).
 pub const MAX_MEDIA_BYTES: usize = 64 * 1024 * 1024;
@@ -202,16 +202,37 @@ impl Shared {
         Ok(u64::from(stat.blocks_available()) * u64::from(stat.fragment_size()))
     }
 
-    fn read_meta(&self, name: &str) -> Result<u64, StoreError> {
+    /// The outbox group that holds `seq`, as (first sequence, ids), if it is still there.
+    fn outbox_group(&self, seq: u64) -> Result<Option<(u64, Vec<u64>)>, StoreError> {
+        let groups = keys::outbox_key(0)..=keys::outbox_key(seq);
+        let Some((key, value)) = self.tree.range(groups).next_back().transpose()? else {
+            return Ok(None);
+        };
+        Ok(keys::outbox_seq(&key).zip(IdList::decode(&value)))
+    }
+
+    /// True while the outbox still holds sequence `seq` (it has not been delivered upstream).
+    fn in_outbox(&self, seq: u64) -> Result<bool, StoreError> {
         Ok(self
-            .tree
-            .get(keys::meta_key(name))?
-            .and_then(|v| Some(u64::from_be_bytes(v.as_ref().try_into().ok()?)))
-            .unwrap_or(0))
+            .outbox_group(seq)?
+            .is_some_and(|(first, ids)| seq - first < ids.len() as u64))
+    }
+
+    /// The totals of the last commit; zero for a new store.
+    fn read_counters(&self) -> Result<Counters, StoreError> {
+        match self.tree.get(keys::meta_key(Counters::KEY))? {
+            None => Ok(Counters::default()),
+            Some(bytes) => Counters::decode(&bytes).ok_or_else(|| {
+                StoreError::Io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "the store's counters record is damaged",
+                ))
+            }),
+        }
     }
 
     fn load(&self, id: EventId) -> Result<Option<Event>, StoreError> {
-        let Some(bytes) = self.tree.get(Index::Events.key(id))? else {
+        let Some(bytes) = self.tree.get(keys::event_key(id))? else {
             return Ok(None);
         };
         Record::decode(&bytes)
@@ -296,20 +317,19 @@ impl EventStore {
             live_bytes: AtomicU64::new(0),
             live_events: AtomicU64::new(0),
         });
-        shared.live_bytes.store(
-            shared.read_meta(writer::META_LIVE_BYTES)?,
-            Ordering::Relaxed,
-        );
-        shared.live_events.store(
-            shared.read_meta(writer::META_LIVE_EVENTS)?,
-            Ordering::Relaxed,
-        );
+        let counters = shared.read_counters()?;
+        shared
+            .live_bytes
+            .store(counters.live_bytes, Ordering::Relaxed);
+        shared
+            .live_events
+            .store(counters.live_events, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             shared: Arc::clone(&shared),
             rx,
             max_group: options.max_commit_group.max(1),
-            next_outbox_seq: shared.read_meta(writer::META_OUTBOX_SEQ)?,
+            next_outbox_seq: counters.next_outbox_seq,
         };
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
@@ -389,8 +409,9 @@ impl EventStore {
         if let Err(e) = self.check(&event) {
             return Commit::failed(e);
         }
+        let prepared = Prepared::new(event, Timestamp::now());
         self.submit(|reply| Op::Append {
-            events: vec![event],
+            events: vec![prepared],
             reply: AppendReply::One(reply),
         })
     }
@@ -400,6 +421,8 @@ impl EventStore {
         if let Some(e) = events.iter().find_map(|e| self.check(e).err()) {
             return Commit::failed(e);
         }
+        let now = Timestamp::now();
+        let events = events.into_iter().map(|e| Prepared::new(e, now)).collect();
         self.submit(|reply| Op::Append {
             events,
             reply: AppendReply::Many(reply),
@@ -436,18 +459,33 @@ impl EventStore {
         path.is_file().then_some(path)
     }
 
-    /// Up to `limit` outbox entries after `after` (exclusive), in commit order.
+    /// Up to `limit` outbox entries after sequence `after` (exclusive), in commit order. An entry
+    /// whose event retention has deleted since is still listed; its event is gone.
     pub fn outbox(&self, after: Option<u64>, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
-        let start = after.map_or(keys::outbox_key(0).to_vec(), |seq| {
-            keys::outbox_key(seq.saturating_add(1)).to_vec()
-        });
+        let start = after.map_or(0, |seq| seq.saturating_add(1));
+        let shared = self.shared();
+        // The group holding `start` may begin before it.
+        let from = match shared.outbox_group(start)? {
+            Some((first, _)) => first,
+            None => start,
+        };
         let end = keys::prefix_end(&[keys::OUTBOX]);
         let mut out = Vec::new();
-        for item in self.shared().tree.range(start..end).take(limit) {
+        for item in shared.tree.range(keys::outbox_key(from).to_vec()..end) {
             let (key, value) = item?;
-            if let (Some(seq), Some(id)) = (keys::outbox_seq(&key), EventId::from_be_slice(&value))
-            {
-                out.push(OutboxEntry { seq, id });
+            let (Some(first), Some(ids)) = (keys::outbox_seq(&key), IdList::decode(&value)) else {
+                shared.metrics.corrupt_records.inc();
+                continue;
+            };
+            let entries = (first..).zip(ids).filter(|(seq, _)| *seq >= start);
+            for (seq, id) in entries {
+                if out.len() == limit {
+                    return Ok(out);
+                }
+                out.push(OutboxEntry {
+                    seq,
+                    id: EventId::from_u64(id),
+                });
             }
         }
         Ok(out)

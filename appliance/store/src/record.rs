@@ -4,7 +4,9 @@
 //! leading version byte is what lets a later release read older records. The start time is not
 //! stored: it is the id's time.
 
-use appliance_model::{Ack, Event, EventId, EventSource, MediaKind, MediaRef, Severity, Timestamp};
+use appliance_model::{
+    Ack, Event, EventId, EventSource, MediaKind, MediaRef, NewEvent, Severity, Timestamp,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -23,7 +25,7 @@ pub(crate) struct Record {
     pub ack: Option<(i64, Option<String>)>,
     pub media: Vec<MediaRecord>,
     pub recorded_ms: i64,
-    /// Where this event sits in the outbox, so retention can drop it from there too.
+    /// Where this event sits in the outbox, so retention can tell whether it was delivered.
     pub outbox_seq: u64,
 }
 
@@ -70,32 +72,79 @@ impl Record {
     pub fn to_event(&self, id: EventId) -> Result<Event, DecodeError> {
         let attributes: Map<String, Value> = serde_json::from_str(&self.attributes_json)
             .map_err(|e| DecodeError::Attributes(e.to_string()))?;
-        Ok(Event {
+        Ok(self.clone().into_event(id, attributes))
+    }
+
+    /// The event this record stores, given its already parsed attributes.
+    pub fn into_event(self, id: EventId, attributes: Map<String, Value>) -> Event {
+        Event {
             id,
-            camera_id: self.camera_id.clone(),
-            channel_id: self.channel_id.clone(),
+            camera_id: self.camera_id,
+            channel_id: self.channel_id,
             source: self.source,
-            kind: self.kind.clone(),
+            kind: self.kind,
             severity: self.severity,
             start_time: Timestamp::from_millis(id.millis()),
             end_time: self.end_ms.map(Timestamp::from_millis),
             attributes,
-            ack: self.ack.as_ref().map(|(at, by)| Ack {
-                at: Timestamp::from_millis(*at),
-                by: by.clone(),
+            ack: self.ack.map(|(at, by)| Ack {
+                at: Timestamp::from_millis(at),
+                by,
             }),
             media: self
                 .media
-                .iter()
+                .into_iter()
                 .map(|m| MediaRef {
                     kind: m.kind,
-                    content_type: m.content_type.clone(),
+                    content_type: m.content_type,
                     sha256: hex::encode(m.sha256),
                     size: m.size,
                 })
                 .collect(),
             recorded_at: Timestamp::from_millis(self.recorded_ms),
-        })
+        }
+    }
+}
+
+/// A validated [`NewEvent`] turned into its record on the submitting thread, so that JSON work
+/// stays off the single writer thread. The writer fills in the id and outbox sequence.
+pub(crate) struct Prepared {
+    pub start_ms: i64,
+    pub record: Record,
+    pub attributes: Map<String, Value>,
+}
+
+impl Prepared {
+    /// `event` must have passed `NewEvent::validate` (media hashes are valid hex).
+    pub fn new(event: NewEvent, now: Timestamp) -> Prepared {
+        let attributes_json =
+            serde_json::to_string(&event.attributes).expect("a JSON map serialises to a string");
+        Prepared {
+            start_ms: event.start_time.unwrap_or(now).as_millis(),
+            record: Record {
+                camera_id: event.camera_id,
+                channel_id: event.channel_id,
+                source: event.source,
+                kind: event.kind,
+                severity: event.severity,
+                end_ms: event.end_time.map(Timestamp::as_millis),
+                attributes_json,
+                ack: None,
+                media: event
+                    .media
+                    .into_iter()
+                    .map(|m| MediaRecord {
+                        kind: m.kind,
+                        sha256: sha_from_hex(&m.sha256).unwrap_or_default(),
+                        content_type: m.content_type,
+                        size: m.size,
+                    })
+                    .collect(),
+                recorded_ms: now.as_millis(),
+                outbox_seq: 0,
+            },
+            attributes: event.attributes,
+        }
     }
 }
 

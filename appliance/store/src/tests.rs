@@ -238,6 +238,21 @@ fn outbox_lists_events_in_commit_order_not_time_order() {
     assert_eq!(outbox.len(), 3);
     assert_eq!(outbox[2].id, third.id);
     assert!(outbox[2].seq > outbox[1].seq);
+    // A group commit is one outbox entry on disk but reads as one entry per event; reading can
+    // start in the middle of a group and stop at any limit.
+    let group = store
+        .append_many((0..5).map(|i| event("b", "y", T0 + i)).collect())
+        .wait()
+        .unwrap();
+    let all = store.outbox(None, 100).unwrap();
+    assert_eq!(all.len(), 8);
+    assert!(all.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+    let middle = store.outbox(Some(all[4].seq), 2).unwrap();
+    assert_eq!(
+        middle.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [group[2].id, group[3].id]
+    );
+    assert!(store.outbox(Some(all[7].seq), 10).unwrap().is_empty());
 }
 
 #[test]
@@ -345,7 +360,11 @@ fn retention_deletes_old_events_their_indexes_media_and_outbox_entries() {
         store.media_path(&shared_jpeg).is_some(),
         "still referenced by the recent event"
     );
-    assert_eq!(store.outbox(None, 10).unwrap().len(), 1);
+    // The outbox keeps its order; the uplink finds the deleted event gone (and retention counted
+    // it as dropped above).
+    let outbox = store.outbox(None, 10).unwrap();
+    assert_eq!(outbox.len(), 2);
+    assert!(store.get(outbox[0].id).unwrap().is_none());
     let label = metrics::ReasonLabel {
         reason: metrics::RetentionReason::max_age,
     };
@@ -424,13 +443,15 @@ fn corrupt_records_are_skipped_and_counted_never_fatal() {
         .wait()
         .unwrap();
     let tree = &store.shared().tree;
-    tree.insert(Index::Events.key(stored[1].id), b"\x01garbage".to_vec())
+    tree.insert(keys::event_key(stored[1].id), b"\x01garbage".to_vec())
         .unwrap();
-    tree.insert(
-        Index::Camera("cam").key(EventId::from_parts(T0 + 10, 0)),
-        vec![],
-    )
-    .unwrap();
+    // An index entry whose event does not exist.
+    let ghost = EventId::from_parts(T0 + 10, 0);
+    let bucket = keys::Index::Camera("cam").bucket_key(ghost);
+    let mut ids = keys::IdList::decode(&tree.get(&bucket).unwrap().unwrap()).unwrap();
+    ids.push(ghost.as_u64());
+    ids.sort();
+    tree.insert(bucket, keys::IdList::encode(&ids)).unwrap();
     let page = store
         .query(&EventQuery {
             camera_id: Some("cam".into()),

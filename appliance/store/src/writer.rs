@@ -13,12 +13,12 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
-use appliance_model::{Event, EventId, NewEvent, Timestamp};
+use appliance_model::{Event, EventId, Timestamp};
 use tokio::sync::oneshot;
 
-use crate::keys::{self, Index};
+use crate::keys::{self, IdList, Index};
 use crate::metrics::RetentionReason;
-use crate::record::{MediaRecord, Record, sha_from_hex};
+use crate::record::{Prepared, Record};
 use crate::{RetentionPolicy, RetentionReport, Shared, StoreError};
 
 /// Upper bound on deletions in one retention pass, so one pass never builds a huge batch; the
@@ -55,7 +55,7 @@ impl AppendReply {
 
 pub(crate) enum Op {
     Append {
-        events: Vec<NewEvent>,
+        events: Vec<Prepared>,
         reply: AppendReply,
     },
     Ack {
@@ -117,10 +117,9 @@ impl Writer {
             enqueued.push(queued.enqueued);
             answers.push(match queued.op {
                 Op::Append { events, reply } => {
-                    let now = Timestamp::now();
                     let stored = events
                         .into_iter()
-                        .map(|e| batch.append(e, now))
+                        .map(|e| batch.append(e))
                         .collect::<Result<Vec<_>, _>>()?;
                     Answer::Append(reply, stored)
                 }
@@ -184,15 +183,20 @@ struct CommitOutcome {
     media_files_deleted: u64,
 }
 
-/// One group's changes: a sled batch plus an overlay of the records it touched, so later
-/// operations in the same group see earlier ones.
+/// One group's changes: a sled batch plus overlays of the records and index buckets it touched, so
+/// later operations in the same group see earlier ones.
 struct GroupBatch<'a> {
     shared: &'a Shared,
     batch: sled::Batch,
     dirty: bool,
+    /// Records acknowledged or deleted in this group.
     records: HashMap<EventId, Option<Record>>,
+    /// Index buckets touched in this group, written back at commit (removed when empty).
+    buckets: HashMap<Vec<u8>, Vec<u64>>,
     last_seq: HashMap<i64, u16>,
-    next_outbox_seq: u64,
+    /// Sequence of the first event appended in this group, and the ids appended, in order.
+    outbox_first_seq: u64,
+    outbox_ids: Vec<u64>,
     live_bytes: u64,
     live_events: u64,
     released_media: HashSet<[u8; 32]>,
@@ -205,12 +209,18 @@ impl<'a> GroupBatch<'a> {
             batch: sled::Batch::default(),
             dirty: false,
             records: HashMap::new(),
+            buckets: HashMap::new(),
             last_seq: HashMap::new(),
-            next_outbox_seq,
+            outbox_first_seq: next_outbox_seq,
+            outbox_ids: Vec::new(),
             live_bytes: shared.live_bytes.load(Ordering::Relaxed),
             live_events: shared.live_events.load(Ordering::Relaxed),
             released_media: HashSet::new(),
         }
+    }
+
+    fn next_outbox_seq(&self) -> u64 {
+        self.outbox_first_seq + self.outbox_ids.len() as u64
     }
 
     fn insert(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
@@ -223,12 +233,47 @@ impl<'a> GroupBatch<'a> {
         self.dirty = true;
     }
 
+    /// The bucket of `index` that holds `id`, loaded on first use. An unreadable bucket is counted
+    /// and rebuilt from what this group adds: its old entries are lost, its events are not.
+    fn bucket(&mut self, index: Index<'_>, id: EventId) -> Result<&mut Vec<u64>, StoreError> {
+        let key = index.bucket_key(id);
+        if !self.buckets.contains_key(&key) {
+            let ids = match self.shared.tree.get(&key)? {
+                None => Vec::new(),
+                Some(bytes) => IdList::decode(&bytes).unwrap_or_else(|| {
+                    self.shared.metrics.corrupt_records.inc();
+                    tracing::warn!(?key, "unreadable index bucket rebuilt");
+                    Vec::new()
+                }),
+            };
+            self.buckets.insert(key.clone(), ids);
+        }
+        self.dirty = true;
+        Ok(self.buckets.get_mut(&key).expect("bucket just loaded"))
+    }
+
+    fn index_add(&mut self, index: Index<'_>, id: EventId) -> Result<(), StoreError> {
+        let ids = self.bucket(index, id)?;
+        if let Err(at) = ids.binary_search(&id.as_u64()) {
+            ids.insert(at, id.as_u64());
+        }
+        Ok(())
+    }
+
+    fn index_remove(&mut self, index: Index<'_>, id: EventId) -> Result<(), StoreError> {
+        let ids = self.bucket(index, id)?;
+        if let Ok(at) = ids.binary_search(&id.as_u64()) {
+            ids.remove(at);
+        }
+        Ok(())
+    }
+
     /// The record as this group sees it: `Ok(None)` if absent, `Err` if it does not decode.
     fn read(&self, id: EventId) -> Result<Option<Record>, StoreError> {
         if let Some(overlaid) = self.records.get(&id) {
             return Ok(overlaid.clone());
         }
-        match self.shared.tree.get(Index::Events.key(id))? {
+        match self.shared.tree.get(keys::event_key(id))? {
             None => Ok(None),
             Some(bytes) => Record::decode(&bytes).map(Some).map_err(|e| {
                 self.shared.count_corrupt(id, &e);
@@ -248,8 +293,8 @@ impl<'a> GroupBatch<'a> {
             let next = match self.last_seq.get(&ms) {
                 Some(&seq) => seq.checked_add(1),
                 None => {
-                    let lo = Index::Events.key(EventId::first_at(ms));
-                    let hi = Index::Events.key(EventId::from_parts(ms, u16::MAX));
+                    let lo = keys::event_key(EventId::first_at(ms));
+                    let hi = keys::event_key(EventId::from_parts(ms, u16::MAX));
                     match self.shared.tree.range(lo..=hi).next_back().transpose()? {
                         None => Some(0),
                         Some((key, _)) => {
@@ -271,85 +316,50 @@ impl<'a> GroupBatch<'a> {
         }
     }
 
-    fn append(&mut self, event: NewEvent, now: Timestamp) -> Result<Event, StoreError> {
-        let start = event.start_time.unwrap_or(now);
-        let id = self.allocate_id(start.as_millis())?;
-        let media = event
-            .media
-            .iter()
-            .map(|m| MediaRecord {
-                kind: m.kind,
-                content_type: m.content_type.clone(),
-                // validated by `NewEvent::validate` before the event was queued
-                sha256: sha_from_hex(&m.sha256).unwrap_or_default(),
-                size: m.size,
-            })
-            .collect();
-        let record = Record {
-            camera_id: event.camera_id,
-            channel_id: event.channel_id,
-            source: event.source,
-            kind: event.kind,
-            severity: event.severity,
-            end_ms: event.end_time.map(Timestamp::as_millis),
-            attributes_json: serde_json::Value::Object(event.attributes).to_string(),
-            ack: None,
-            media,
-            recorded_ms: now.as_millis(),
-            outbox_seq: self.next_outbox_seq,
-        };
-        self.insert(keys::outbox_key(self.next_outbox_seq), id.to_be_bytes());
-        self.next_outbox_seq += 1;
-        self.put_record(id, None, record.clone());
+    fn append(&mut self, prepared: Prepared) -> Result<Event, StoreError> {
+        let Prepared {
+            start_ms,
+            mut record,
+            attributes,
+        } = prepared;
+        let id = self.allocate_id(start_ms)?;
+        record.outbox_seq = self.next_outbox_seq();
+        self.outbox_ids.push(id.as_u64());
+        let encoded = record.encode();
+        self.index_add(Index::Camera(&record.camera_id), id)?;
+        self.index_add(Index::Type(&record.kind), id)?;
+        self.index_add(Index::Unacked, id)?;
+        for sha in record.media_shas() {
+            self.insert(keys::media_ref_key(sha, id), []);
+        }
+        self.live_bytes += footprint(&record, encoded.len());
         self.live_events += 1;
-        record.to_event(id).map_err(|e| StoreError::Corrupt {
-            id,
-            reason: e.to_string(),
-        })
+        self.insert(keys::event_key(id), encoded);
+        Ok(record.into_event(id, attributes))
     }
 
-    /// Writes `new` and whatever index entries differ from `old`.
-    fn put_record(&mut self, id: EventId, old: Option<&Record>, new: Record) {
-        let encoded = new.encode();
-        if let Some(old) = old {
-            let old_len = old.encode().len();
-            self.live_bytes = self.live_bytes.saturating_sub(footprint(id, old, old_len));
-        } else {
-            self.insert(Index::Camera(&new.camera_id).key(id), []);
-            self.insert(Index::Type(&new.kind).key(id), []);
-            for sha in new.media_shas() {
-                self.insert(keys::media_ref_key(sha, id), []);
-            }
+    fn delete_record(
+        &mut self,
+        id: EventId,
+        record: &Record,
+        record_len: usize,
+    ) -> Result<bool, StoreError> {
+        self.remove(keys::event_key(id));
+        self.index_remove(Index::Camera(&record.camera_id), id)?;
+        self.index_remove(Index::Type(&record.kind), id)?;
+        if record.ack.is_none() {
+            self.index_remove(Index::Unacked, id)?;
         }
-        let was_unacked = old.is_some_and(|r| r.ack.is_none());
-        match (was_unacked, new.ack.is_none()) {
-            (false, true) => self.insert(Index::Unacked.key(id), []),
-            (true, false) => self.remove(Index::Unacked.key(id)),
-            _ => {}
-        }
-        self.live_bytes += footprint(id, &new, encoded.len());
-        self.insert(Index::Events.key(id), encoded);
-        self.records.insert(id, Some(new));
-    }
-
-    fn delete_record(&mut self, id: EventId, record: &Record, record_len: usize) -> bool {
-        self.remove(Index::Events.key(id));
-        self.remove(Index::Camera(&record.camera_id).key(id));
-        self.remove(Index::Type(&record.kind).key(id));
-        self.remove(Index::Unacked.key(id));
         for sha in record.media_shas() {
             self.remove(keys::media_ref_key(sha, id));
             self.released_media.insert(*sha);
         }
-        let outbox_key = keys::outbox_key(record.outbox_seq);
-        let undelivered = matches!(self.shared.tree.contains_key(outbox_key), Ok(true));
-        self.remove(outbox_key);
         self.records.insert(id, None);
         self.live_bytes = self
             .live_bytes
-            .saturating_sub(footprint(id, record, record_len));
+            .saturating_sub(footprint(record, record_len));
         self.live_events = self.live_events.saturating_sub(1);
-        undelivered
+        self.shared.in_outbox(record.outbox_seq)
     }
 
     fn ack(&mut self, id: EventId, by: Option<String>) -> Result<Option<Event>, StoreError> {
@@ -367,7 +377,12 @@ impl<'a> GroupBatch<'a> {
         let mut new = old.clone();
         new.ack = Some((Timestamp::now().as_millis(), by));
         let event = new.to_event(id).map_err(corrupt)?;
-        self.put_record(id, Some(&old), new);
+        let encoded = new.encode();
+        self.live_bytes = (self.live_bytes + footprint(&new, encoded.len()))
+            .saturating_sub(footprint(&old, old.encode().len()));
+        self.index_remove(Index::Unacked, id)?;
+        self.insert(keys::event_key(id), encoded);
+        self.records.insert(id, Some(new));
         Ok(Some(event))
     }
 
@@ -385,9 +400,8 @@ impl<'a> GroupBatch<'a> {
         let mut freed_media = 0u64;
         let mut freed_total = 0u64;
         let mut media_refs_removed: HashMap<[u8; 32], u64> = HashMap::new();
-        let events = Index::Events;
         let tree = self.shared.tree.clone();
-        for item in tree.range(events.prefix()..keys::prefix_end(&events.prefix())) {
+        for item in tree.range(keys::event_key(EventId::MIN)..=keys::event_key(EventId::MAX)) {
             let (key, value) = item?;
             let Some(id) = keys::id_from_tail(&key) else {
                 continue;
@@ -420,7 +434,7 @@ impl<'a> GroupBatch<'a> {
                 },
             };
             let record_len = record.encode().len();
-            let before = footprint(id, &record, record_len) * RECORD_DISK_FACTOR;
+            freed_total += footprint(&record, record_len) * RECORD_DISK_FACTOR;
             for media in &record.media {
                 let removed = media_refs_removed.entry(media.sha256).or_default();
                 *removed += 1;
@@ -432,8 +446,7 @@ impl<'a> GroupBatch<'a> {
                     freed_total += media.size;
                 }
             }
-            freed_total += before;
-            if self.delete_record(id, &record, record_len) {
+            if self.delete_record(id, &record, record_len)? {
                 report.outbox_dropped += 1;
             }
             match reason {
@@ -446,28 +459,35 @@ impl<'a> GroupBatch<'a> {
     }
 
     /// Applies the batch and makes it durable; then deletes media files nothing refers to.
-    fn commit(self) -> Result<CommitOutcome, StoreError> {
+    fn commit(mut self) -> Result<CommitOutcome, StoreError> {
         let mut outcome = CommitOutcome {
-            next_outbox_seq: self.next_outbox_seq,
+            next_outbox_seq: self.next_outbox_seq(),
             media_files_deleted: 0,
         };
         if !self.dirty {
             return Ok(outcome);
         }
+        for (key, ids) in std::mem::take(&mut self.buckets) {
+            if ids.is_empty() {
+                self.batch.remove(key);
+            } else {
+                self.batch.insert(key, IdList::encode(&ids));
+            }
+        }
+        if !self.outbox_ids.is_empty() {
+            self.batch.insert(
+                &keys::outbox_key(self.outbox_first_seq),
+                IdList::encode(&self.outbox_ids),
+            );
+        }
         let shared = self.shared;
         let mut batch = self.batch;
-        batch.insert(
-            keys::meta_key(META_LIVE_BYTES),
-            &self.live_bytes.to_be_bytes(),
-        );
-        batch.insert(
-            keys::meta_key(META_LIVE_EVENTS),
-            &self.live_events.to_be_bytes(),
-        );
-        batch.insert(
-            keys::meta_key(META_OUTBOX_SEQ),
-            &self.next_outbox_seq.to_be_bytes(),
-        );
+        let counters = Counters {
+            live_bytes: self.live_bytes,
+            live_events: self.live_events,
+            next_outbox_seq: outcome.next_outbox_seq,
+        };
+        batch.insert(keys::meta_key(Counters::KEY), &counters.encode());
         shared.tree.apply_batch(batch)?;
         shared.make_durable()?;
         shared.live_bytes.store(self.live_bytes, Ordering::Relaxed);
@@ -495,15 +515,43 @@ impl<'a> GroupBatch<'a> {
     }
 }
 
-pub(crate) const META_LIVE_BYTES: &str = "live_bytes";
-pub(crate) const META_LIVE_EVENTS: &str = "live_events";
-pub(crate) const META_OUTBOX_SEQ: &str = "outbox_seq";
+/// Running totals kept in one key, written with every commit (one key, not three: sled's cost is
+/// per key).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counters {
+    pub live_bytes: u64,
+    pub live_events: u64,
+    pub next_outbox_seq: u64,
+}
 
-/// Approximate bytes an event occupies in the tree: its record and index keys.
-fn footprint(id: EventId, record: &Record, record_len: usize) -> u64 {
-    let index_keys = Index::Camera(&record.camera_id).key(id).len()
-        + Index::Type(&record.kind).key(id).len()
-        + if record.ack.is_none() { 9 } else { 0 }
-        + record.media.len() * 41;
-    (9 + record_len + index_keys) as u64
+impl Counters {
+    pub const KEY: &str = "counters";
+
+    fn encode(&self) -> [u8; 24] {
+        let mut out = [0; 24];
+        out[..8].copy_from_slice(&self.live_bytes.to_be_bytes());
+        out[8..16].copy_from_slice(&self.live_events.to_be_bytes());
+        out[16..].copy_from_slice(&self.next_outbox_seq.to_be_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Counters> {
+        let field = |i: usize| {
+            Some(u64::from_be_bytes(
+                bytes.get(i * 8..i * 8 + 8)?.try_into().ok()?,
+            ))
+        };
+        (bytes.len() == 24).then_some(())?;
+        Some(Counters {
+            live_bytes: field(0)?,
+            live_events: field(1)?,
+            next_outbox_seq: field(2)?,
+        })
+    }
+}
+
+/// Approximate bytes an event occupies in the tree: its record, its key, its three index ids and
+/// its media references.
+fn footprint(record: &Record, record_len: usize) -> u64 {
+    (9 + record_len + 3 * 8 + record.media.len() * 41) as u64
 }
