@@ -361,6 +361,15 @@ fn metrics_and_openapi_describe_the_running_daemon() {
     assert!(doc["components"]["schemas"]["Event"].is_object());
 }
 
+/// `applianced check-config FILE`.
+fn check_config(file: &Path) -> std::process::Output {
+    Command::new(binary("applianced"))
+        .arg("check-config")
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn check_config_accepts_valid_files_and_names_the_problem_in_bad_ones() {
     let dir = tempfile::tempdir().unwrap();
@@ -370,11 +379,7 @@ fn check_config_accepts_valid_files_and_names_the_problem_in_bad_ones() {
         "[http]\nlisten = \"0.0.0.0:8080\"\n[retention]\nmax_age = \"7d\"\n",
     )
     .unwrap();
-    let status = Command::new(binary("applianced"))
-        .args(["check-config"])
-        .arg(&good)
-        .status()
-        .unwrap();
+    let status = check_config(&good).status;
     assert_eq!(status.code(), Some(0));
 
     let bad = dir.path().join("bad.toml");
@@ -383,22 +388,14 @@ fn check_config_accepts_valid_files_and_names_the_problem_in_bad_ones() {
         "[http]\nlisten = \"0.0.0.0:8080\"\n\n[retention]\nmax_age = \"forever\"\n",
     )
     .unwrap();
-    let out = Command::new(binary("applianced"))
-        .args(["check-config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = check_config(&bad);
     assert_eq!(out.status.code(), Some(2));
     let message = String::from_utf8_lossy(&out.stderr);
     assert!(message.contains("bad.toml:5:"), "{message}");
     assert!(message.contains("retention.max_age"), "{message}");
 
     std::fs::write(&bad, "[htttp]\nlisten = \"0.0.0.0:8080\"\n").unwrap();
-    let out = Command::new(binary("applianced"))
-        .args(["check-config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = check_config(&bad);
     assert_eq!(out.status.code(), Some(2));
     let message = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -428,11 +425,7 @@ fn check_config_accepts_valid_files_and_names_the_problem_in_bad_ones() {
         .unwrap();
     let printed = dir.path().join("defaults.toml");
     std::fs::write(&printed, defaults.stdout).unwrap();
-    let status = Command::new(binary("applianced"))
-        .args(["check-config"])
-        .arg(&printed)
-        .status()
-        .unwrap();
+    let status = check_config(&printed).status;
     assert_eq!(status.code(), Some(0));
 }
 

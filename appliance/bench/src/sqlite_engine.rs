@@ -7,11 +7,10 @@
 //! the store allocates them (start millisecond + per-millisecond sequence), and the same 64 MiB
 //! cache budget.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
-use appliance_model::{Event, EventId, NewEvent, Timestamp};
+use appliance_model::{Event, EventId, IdAllocator, NewEvent, Timestamp};
 use rusqlite::{Connection, Row, Transaction, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -94,7 +93,7 @@ impl SqliteEngine {
             let mut insert_outbox = tx.prepare_cached(INSERT_OUTBOX)?;
             for new in events {
                 let start = new.start_time.unwrap_or(now);
-                let id = ids.allocate(&tx, start.as_millis())?;
+                let id = allocate(&mut ids, &tx, start.as_millis())?;
                 let event = Event {
                     id,
                     camera_id: new.camera_id,
@@ -132,50 +131,23 @@ impl SqliteEngine {
     }
 }
 
-/// Hands out ids like the store's writer: the next free sequence number in the event's start
-/// millisecond, looked up once per millisecond per transaction.
-#[derive(Default)]
-struct IdAllocator {
-    last_seq: HashMap<i64, u16>,
-}
-
-impl IdAllocator {
-    fn allocate(&mut self, tx: &Transaction<'_>, start_ms: i64) -> Result<EventId> {
-        let mut ms = EventId::first_at(start_ms).millis();
-        loop {
-            let next = match self.last_seq.get(&ms) {
-                Some(&seq) => seq.checked_add(1),
-                None => {
-                    let highest: Option<i64> = tx
-                        .prepare_cached("SELECT max(id) FROM events WHERE id BETWEEN ?1 AND ?2")?
-                        .query_row(
-                            params![
-                                sql_id(EventId::first_at(ms))?,
-                                sql_id(EventId::from_parts(ms, u16::MAX))?
-                            ],
-                            |row| row.get(0),
-                        )?;
-                    match highest {
-                        None => Some(0),
-                        Some(raw) => EventId::from_u64(u64::try_from(raw)?)
-                            .sequence()
-                            .checked_add(1),
-                    }
-                }
-            };
-            match next {
-                Some(seq) => {
-                    self.last_seq.insert(ms, seq);
-                    return Ok(EventId::from_parts(ms, seq));
-                }
-                // All 65,536 ids of this millisecond are taken: move on, as the store does.
-                None => {
-                    self.last_seq.insert(ms, u16::MAX);
-                    ms += 1;
-                }
-            }
-        }
-    }
+/// Ids as the store's writer hands them out (same allocator), looked up once per millisecond per
+/// transaction.
+fn allocate(ids: &mut IdAllocator, tx: &Transaction<'_>, start_ms: i64) -> Result<EventId> {
+    ids.allocate(start_ms, |ms| -> Result<Option<u16>> {
+        let highest: Option<i64> = tx
+            .prepare_cached("SELECT max(id) FROM events WHERE id BETWEEN ?1 AND ?2")?
+            .query_row(
+                params![
+                    sql_id(EventId::first_at(ms))?,
+                    sql_id(EventId::from_parts(ms, u16::MAX))?
+                ],
+                |row| row.get(0),
+            )?;
+        highest
+            .map(|raw| Ok(EventId::from_u64(u64::try_from(raw)?).sequence()))
+            .transpose()
+    })
 }
 
 fn sql_id(id: EventId) -> Result<i64> {

@@ -1,7 +1,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::ToSchema;
 
 /// A 64-bit event id that sorts by event start time.
@@ -59,6 +58,62 @@ impl EventId {
     }
 }
 
+/// Hands out unique ids for one commit: the next free sequence in the event's start millisecond.
+/// When a millisecond's 65 536 ids are used up (a flood of alarms with one timestamp), the event
+/// moves to the next millisecond. The store's writer and the SQLite baseline of the benchmark
+/// both allocate with it, so both hold the same ids.
+#[derive(Debug, Default)]
+pub struct IdAllocator {
+    last_seq: std::collections::HashMap<i64, u16>,
+}
+
+impl IdAllocator {
+    /// `highest_stored(ms)` returns the highest sequence already stored in millisecond `ms`; it is
+    /// asked at most once per millisecond per allocator.
+    pub fn allocate<E>(
+        &mut self,
+        start_ms: i64,
+        mut highest_stored: impl FnMut(i64) -> Result<Option<u16>, E>,
+    ) -> Result<EventId, E> {
+        let mut ms = EventId::first_at(start_ms).millis();
+        loop {
+            let next = match self.last_seq.get(&ms) {
+                Some(&seq) => seq.checked_add(1),
+                None => highest_stored(ms)?.map_or(Some(0), |seq| seq.checked_add(1)),
+            };
+            match next {
+                Some(seq) => {
+                    self.last_seq.insert(ms, seq);
+                    return Ok(EventId::from_parts(ms, seq));
+                }
+                None => {
+                    self.last_seq.insert(ms, u16::MAX);
+                    ms += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Serialises a type as its `Display` string and parses it back with `FromStr`.
+macro_rules! serde_as_string {
+    ($type:ty) => {
+        impl serde::Serialize for $type {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $type {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(deserializer)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use serde_as_string;
+
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:016x}", self.0)
@@ -88,18 +143,7 @@ impl FromStr for EventId {
     }
 }
 
-impl Serialize for EventId {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for EventId {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(deserializer)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+serde_as_string!(EventId);
 
 #[cfg(test)]
 mod tests {
@@ -127,6 +171,24 @@ mod tests {
         ] {
             assert!(bad.parse::<EventId>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn allocator_continues_after_stored_ids_and_overflows_into_the_next_millisecond() {
+        let mut ids = IdAllocator::default();
+        let mut asked = Vec::new();
+        let mut stored = |ms: i64| -> Result<Option<u16>, ()> {
+            asked.push(ms);
+            Ok((ms == 7).then_some(u16::MAX - 1))
+        };
+        assert_eq!(ids.allocate(5, &mut stored), Ok(EventId::from_parts(5, 0)));
+        assert_eq!(ids.allocate(5, &mut stored), Ok(EventId::from_parts(5, 1)));
+        assert_eq!(
+            ids.allocate(7, &mut stored),
+            Ok(EventId::from_parts(7, u16::MAX))
+        );
+        assert_eq!(ids.allocate(7, &mut stored), Ok(EventId::from_parts(8, 0)));
+        assert_eq!(asked, [5, 7, 8], "each millisecond looked up once");
     }
 
     #[test]

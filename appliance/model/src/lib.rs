@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 mod id;
 mod timestamp;
 
-pub use id::{EventId, ParseEventIdError, SEQUENCE_BITS};
+pub use id::{EventId, IdAllocator, ParseEventIdError, SEQUENCE_BITS};
 pub use timestamp::{ParseTimestampError, Timestamp};
 
 /// Longest camera id, channel id or event type the store accepts (bytes). GB28181 ids are 20

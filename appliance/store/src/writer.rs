@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
-use appliance_model::{Event, EventId, Timestamp};
+use appliance_model::{Event, EventId, IdAllocator, Timestamp};
 use tokio::sync::oneshot;
 
 use crate::keys::{self, IdList, Index};
@@ -193,7 +193,7 @@ struct GroupBatch<'a> {
     records: HashMap<EventId, Option<Record>>,
     /// Index buckets touched in this group, written back at commit (removed when empty).
     buckets: HashMap<Vec<u8>, Vec<u64>>,
-    last_seq: HashMap<i64, u16>,
+    ids: IdAllocator,
     /// Sequence of the first event appended in this group, and the ids appended, in order.
     outbox_first_seq: u64,
     outbox_ids: Vec<u64>,
@@ -210,7 +210,7 @@ impl<'a> GroupBatch<'a> {
             dirty: false,
             records: HashMap::new(),
             buckets: HashMap::new(),
-            last_seq: HashMap::new(),
+            ids: IdAllocator::default(),
             outbox_first_seq: next_outbox_seq,
             outbox_ids: Vec::new(),
             live_bytes: shared.live_bytes.load(Ordering::Relaxed),
@@ -285,35 +285,16 @@ impl<'a> GroupBatch<'a> {
         }
     }
 
-    /// The next free id in the event's millisecond. When a millisecond's 65 536 ids are used up
-    /// (a flood of alarms with the same timestamp), the event moves to the next millisecond.
     fn allocate_id(&mut self, start_ms: i64) -> Result<EventId, StoreError> {
-        let mut ms = EventId::first_at(start_ms).millis();
-        loop {
-            let next = match self.last_seq.get(&ms) {
-                Some(&seq) => seq.checked_add(1),
-                None => {
-                    let lo = keys::event_key(EventId::first_at(ms));
-                    let hi = keys::event_key(EventId::from_parts(ms, u16::MAX));
-                    match self.shared.tree.range(lo..=hi).next_back().transpose()? {
-                        None => Some(0),
-                        Some((key, _)) => {
-                            keys::id_from_tail(&key).and_then(|id| id.sequence().checked_add(1))
-                        }
-                    }
-                }
-            };
-            match next {
-                Some(seq) => {
-                    self.last_seq.insert(ms, seq);
-                    return Ok(EventId::from_parts(ms, seq));
-                }
-                None => {
-                    self.last_seq.insert(ms, u16::MAX);
-                    ms += 1;
-                }
-            }
-        }
+        let tree = &self.shared.tree;
+        self.ids.allocate(start_ms, |ms| {
+            let lo = keys::event_key(EventId::first_at(ms));
+            let hi = keys::event_key(EventId::from_parts(ms, u16::MAX));
+            let highest = tree.range(lo..=hi).next_back().transpose()?;
+            Ok(highest
+                .and_then(|(key, _)| keys::id_from_tail(&key))
+                .map(EventId::sequence))
+        })
     }
 
     fn append(&mut self, prepared: Prepared) -> Result<Event, StoreError> {
