@@ -12,7 +12,8 @@
 //! | `u` | bucket                                  | unacknowledged ids in that bucket     |
 //! | `o` | outbox sequence of the group's first id | ids of one commit group, in order     |
 //! | `r` | sha-256 (32 bytes), id                  | empty                                 |
-//! | `m` | name                                    | u64, big-endian                       |
+//! | `s` | len, namespace, key                     | state of another subsystem (devices…) |
+//! | `m` | name                                    | counters                              |
 //!
 //! Secondary indexes are bucketed: one key per (camera, ~1 s of event time) holding a sorted id
 //! list, not one key per event. sled copies a leaf node on every insert, so its cost is per key;
@@ -28,6 +29,7 @@ pub(crate) const UNACKED: u8 = b'u';
 pub(crate) const OUTBOX: u8 = b'o';
 pub(crate) const MEDIA_REF: u8 = b'r';
 const META: u8 = b'm';
+const STATE: u8 = b's';
 
 /// Ids whose values agree above this bit share a bucket: 2^10 ms (~1 s) of event time.
 const BUCKET_SHIFT: u32 = appliance_model::SEQUENCE_BITS + 10;
@@ -121,6 +123,17 @@ pub(crate) fn media_ref_key(sha: &[u8; 32], id: EventId) -> Vec<u8> {
     let mut key = media_ref_prefix(sha).to_vec();
     key.extend_from_slice(&id.to_be_bytes());
     key
+}
+
+/// Prefix of every state key of `namespace`.
+pub(crate) fn state_prefix(namespace: &str) -> Vec<u8> {
+    named_prefix(STATE, namespace)
+}
+
+pub(crate) fn state_key(namespace: &str, key: &str) -> Vec<u8> {
+    let mut out = state_prefix(namespace);
+    out.extend_from_slice(key.as_bytes());
+    out
 }
 
 pub(crate) fn meta_key(name: &str) -> Vec<u8> {

@@ -126,6 +126,16 @@ pub struct Usage {
     pub media_bytes: u64,
 }
 
+/// A change to the durable state another subsystem keeps in the store (registered devices,
+/// sessions, …): `value: None` deletes the key. Applied in the same atomic commit as the events it
+/// is submitted with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    pub namespace: &'static str,
+    pub key: String,
+    pub value: Option<Vec<u8>>,
+}
+
 /// One pending outbox entry, in commit order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutboxEntry {
@@ -412,12 +422,19 @@ impl EventStore {
         let prepared = Prepared::new(event, Timestamp::now());
         self.submit(|reply| Op::Append {
             events: vec![prepared],
+            state: Vec::new(),
             reply: AppendReply::One(reply),
         })
     }
 
     /// Stores several events atomically (all or none), in one commit.
     pub fn append_many(&self, events: Vec<NewEvent>) -> Commit<Vec<Event>> {
+        self.commit(events, Vec::new())
+    }
+
+    /// Stores events and state changes atomically (all or none), in one commit: e.g. a device's
+    /// new state together with the event that records the transition.
+    pub fn commit(&self, events: Vec<NewEvent>, state: Vec<StateChange>) -> Commit<Vec<Event>> {
         if let Some(e) = events.iter().find_map(|e| self.check(e).err()) {
             return Commit::failed(e);
         }
@@ -425,6 +442,7 @@ impl EventStore {
         let events = events.into_iter().map(|e| Prepared::new(e, now)).collect();
         self.submit(|reply| Op::Append {
             events,
+            state,
             reply: AppendReply::Many(reply),
         })
     }
@@ -441,6 +459,27 @@ impl EventStore {
     pub fn enforce_retention(&self, policy: RetentionPolicy) -> Commit<RetentionReport> {
         let now = Timestamp::now();
         self.submit(|reply| Op::Retention { policy, now, reply })
+    }
+
+    /// One state value.
+    pub fn state(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .shared()
+            .tree
+            .get(keys::state_key(namespace, key))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Every (key, value) of a state namespace, in key order.
+    pub fn state_entries(&self, namespace: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let prefix = keys::state_prefix(namespace);
+        let mut out = Vec::new();
+        for item in self.shared().tree.scan_prefix(&prefix) {
+            let (key, value) = item?;
+            let name = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            out.push((name, value.to_vec()));
+        }
+        Ok(out)
     }
 
     pub fn get(&self, id: EventId) -> Result<Option<Event>, StoreError> {

@@ -527,3 +527,49 @@ async fn commits_can_be_awaited_from_async_code() {
     let e = store.append(event("cam", "x", T0)).await.unwrap();
     assert_eq!(store.ack(e.id, None).await.unwrap().unwrap().id, e.id);
 }
+
+#[test]
+fn state_changes_commit_atomically_with_events_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let change = |key: &str, value: Option<&[u8]>| StateChange {
+        namespace: "devices",
+        key: key.into(),
+        value: value.map(<[u8]>::to_vec),
+    };
+    let stored = store
+        .commit(
+            vec![event("dev1", "device.online", T0)],
+            vec![
+                change("dev1", Some(b"online")),
+                change("dev2", Some(b"offline")),
+            ],
+        )
+        .wait()
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    // A bad event fails the whole commit: the state change does not land either.
+    assert!(
+        store
+            .commit(vec![event("", "x", T0)], vec![change("dev3", Some(b"x"))])
+            .wait()
+            .is_err()
+    );
+    store
+        .commit(vec![], vec![change("dev2", None)])
+        .wait()
+        .unwrap();
+    store.close();
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(
+        store.state("devices", "dev1").unwrap().as_deref(),
+        Some(&b"online"[..])
+    );
+    assert_eq!(
+        store.state_entries("devices").unwrap(),
+        [("dev1".to_string(), b"online".to_vec())]
+    );
+    assert!(store.state_entries("sessions").unwrap().is_empty());
+    assert!(store.verify().unwrap().problems.is_empty());
+}

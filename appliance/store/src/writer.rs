@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use crate::keys::{self, IdList, Index};
 use crate::metrics::RetentionReason;
 use crate::record::{Prepared, Record};
-use crate::{RetentionPolicy, RetentionReport, Shared, StoreError};
+use crate::{RetentionPolicy, RetentionReport, Shared, StateChange, StoreError};
 
 /// Upper bound on deletions in one retention pass, so one pass never builds a huge batch; the
 /// report says when more is due.
@@ -54,8 +54,10 @@ impl AppendReply {
 }
 
 pub(crate) enum Op {
+    /// Events and state changes, applied together.
     Append {
         events: Vec<Prepared>,
+        state: Vec<StateChange>,
         reply: AppendReply,
     },
     Ack {
@@ -116,7 +118,14 @@ impl Writer {
         let built: Result<(), StoreError> = group.into_iter().try_for_each(|queued| {
             enqueued.push(queued.enqueued);
             answers.push(match queued.op {
-                Op::Append { events, reply } => {
+                Op::Append {
+                    events,
+                    state,
+                    reply,
+                } => {
+                    for change in state {
+                        batch.put_state(change);
+                    }
                     let stored = events
                         .into_iter()
                         .map(|e| batch.append(e))
@@ -295,6 +304,14 @@ impl<'a> GroupBatch<'a> {
                 .and_then(|(key, _)| keys::id_from_tail(&key))
                 .map(EventId::sequence))
         })
+    }
+
+    fn put_state(&mut self, change: StateChange) {
+        let key = keys::state_key(change.namespace, &change.key);
+        match change.value {
+            Some(value) => self.insert(key, value),
+            None => self.remove(key),
+        }
     }
 
     fn append(&mut self, prepared: Prepared) -> Result<Event, StoreError> {
