@@ -4,6 +4,7 @@
 set -euo pipefail
 
 packages=(
+  sip-tester # sipp: the SIP peer of tests/sip.rs
   strace # tests/store_durability.rs checks the fdatasync behind every durable commit
 )
 

@@ -33,7 +33,10 @@ pub fn binary(name: &str) -> PathBuf {
 /// A running `applianced`.
 pub struct Daemon {
     child: Child,
+    /// The HTTP API.
     pub addr: SocketAddr,
+    /// SIP, UDP and TCP.
+    pub sip_addr: SocketAddr,
     log: Arc<Mutex<String>>,
 }
 
@@ -89,6 +92,7 @@ impl Daemon {
         }
         command
             .env("APPLIANCE_HTTP__LISTEN", "127.0.0.1:0")
+            .env("APPLIANCE_SIP__LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("JOURNAL_STREAM")
@@ -103,25 +107,36 @@ impl Daemon {
         let sink = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("http_addr=").nth(1) {
-                    let _ = addr_tx.send(addr.trim().parse::<SocketAddr>());
+                for (name, marker) in [("http", "http_addr="), ("sip", "local_addr=")] {
+                    if let Some(addr) = line.split(marker).nth(1) {
+                        let _ = addr_tx.send((name, addr.trim().parse::<SocketAddr>()));
+                    }
                 }
                 let mut log = sink.lock().unwrap();
                 log.push_str(&line);
                 log.push('\n');
             }
         });
-        let addr = match addr_rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(Ok(addr)) => addr,
-            other => {
-                let _ = child.kill();
-                panic!(
-                    "applianced did not report its address ({other:?}); log:\n{}",
-                    log.lock().unwrap()
-                );
+        let (mut http, mut sip) = (None, None);
+        while http.is_none() || sip.is_none() {
+            match addr_rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(("http", Ok(addr))) => http = Some(addr),
+                Ok((_, Ok(addr))) => sip = Some(addr),
+                other => {
+                    let _ = child.kill();
+                    panic!(
+                        "applianced did not report its addresses ({other:?}); log:\n{}",
+                        log.lock().unwrap()
+                    );
+                }
             }
-        };
-        Daemon { child, addr, log }
+        }
+        Daemon {
+            child,
+            addr: http.expect("http address"),
+            sip_addr: sip.expect("sip address"),
+            log,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

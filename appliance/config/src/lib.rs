@@ -3,7 +3,7 @@
 //! # File format
 //!
 //! The configuration is a TOML file, by default [`DEFAULT_CONFIG_PATH`],
-//! with four tables. Every key is optional; a missing key takes its
+//! with five tables. Every key is optional; a missing key takes its
 //! documented default, so an empty file is a valid configuration. This is the
 //! complete file with every default (`applianced default-config` prints it,
 //! see [`Config::to_toml_string`]):
@@ -25,6 +25,19 @@
 //!
 //! [log]
 //! filter = "info"
+//!
+//! [sip]
+//! listen = "0.0.0.0:5060"
+//! platform_id = "34020000002000000001"
+//! domain = "3402000000"
+//! password = ""
+//! heartbeat_interval = "1m"
+//! heartbeat_missed = 3
+//! min_register_expires = 60
+//! max_register_expires = 86400
+//!
+//! [sip.device_passwords]
+//! # "<device id>" = "<password>"
 //! ```
 //!
 //! Sizes ([`ByteSize`]) are an integer number of bytes or a string such as
@@ -57,6 +70,7 @@ pub use error::{ConfigError, Position};
 pub use units::{ByteSize, Duration};
 
 use serde::{Deserialize, Deserializer, Serialize, de};
+use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -81,6 +95,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// `[log]`: logging.
     pub log: LogConfig,
+    /// `[sip]`: the GB28181 platform's SIP signalling.
+    pub sip: SipConfig,
 }
 
 /// `[http]`: the HTTP API.
@@ -181,6 +197,56 @@ impl Default for LogConfig {
     }
 }
 
+/// `[sip]`: the GB28181 platform that cameras and NVRs register to.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// Address and port for SIP over both UDP and TCP. Default `0.0.0.0:5060`:
+    /// cameras on the LAN must reach it.
+    #[serde(deserialize_with = "socket_addr")]
+    pub listen: SocketAddr,
+    /// This platform's 20-digit GB28181 id. Default `34020000002000000001`.
+    #[serde(deserialize_with = "platform_id")]
+    pub platform_id: String,
+    /// The 10-digit SIP domain, also the digest realm. Default `3402000000`.
+    #[serde(deserialize_with = "domain")]
+    pub domain: String,
+    /// Password for devices without their own entry in `device_passwords`.
+    /// Default empty: then only listed devices may register (no shared
+    /// default password on a fresh box).
+    pub password: String,
+    /// Per-device passwords, `"<device id>" = "<password>"`.
+    pub device_passwords: BTreeMap<String, String>,
+    /// Keepalive period devices are configured with. Default `60s`; `5s` to `1h`.
+    #[serde(deserialize_with = "heartbeat_interval")]
+    pub heartbeat_interval: Duration,
+    /// Keepalives missed in a row before a device is offline. Default `3`; `1` to `10`.
+    #[serde(deserialize_with = "heartbeat_missed")]
+    pub heartbeat_missed: u32,
+    /// Shortest registration granted (seconds); shorter requests get 423. Default `60`.
+    #[serde(deserialize_with = "register_expires")]
+    pub min_register_expires: u32,
+    /// Longest registration granted (seconds); longer requests are cut to it. Default `86400`.
+    #[serde(deserialize_with = "register_expires")]
+    pub max_register_expires: u32,
+}
+
+impl Default for SipConfig {
+    fn default() -> SipConfig {
+        SipConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 5060)),
+            platform_id: "34020000002000000001".to_owned(),
+            domain: "3402000000".to_owned(),
+            password: String::new(),
+            device_passwords: BTreeMap::new(),
+            heartbeat_interval: Duration::from_secs(60),
+            heartbeat_missed: 3,
+            min_register_expires: 60,
+            max_register_expires: DAY as u32,
+        }
+    }
+}
+
 const HOUR: u64 = 3_600;
 const DAY: u64 = 24 * HOUR;
 
@@ -230,6 +296,40 @@ fn interval<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
         Duration::from_secs(1),
         Some(Duration::from_secs(DAY)),
     )
+}
+
+fn digits<'de, D: Deserializer<'de>>(deserializer: D, count: usize) -> Result<String, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    if text.len() != count || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(de::Error::custom(format!(
+            "must be {count} digits, got `{text}`"
+        )));
+    }
+    Ok(text)
+}
+
+fn platform_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    digits(deserializer, 20)
+}
+
+fn domain<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    digits(deserializer, 10)
+}
+
+fn heartbeat_interval<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    within(
+        Duration::deserialize(deserializer)?,
+        Duration::from_secs(5),
+        Some(Duration::from_secs(HOUR)),
+    )
+}
+
+fn heartbeat_missed<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    within(u32::deserialize(deserializer)?, 1, Some(10))
+}
+
+fn register_expires<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    within(u32::deserialize(deserializer)?, 10, Some(7 * DAY as u32))
 }
 
 fn filter<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
@@ -347,7 +447,23 @@ impl Config {
                     interval,
                 },
             log: LogConfig { filter },
+            sip:
+                SipConfig {
+                    listen: sip_listen,
+                    platform_id,
+                    domain,
+                    password,
+                    device_passwords,
+                    heartbeat_interval,
+                    heartbeat_missed,
+                    min_register_expires,
+                    max_register_expires,
+                },
         } = self;
+        let device_passwords: String = device_passwords
+            .iter()
+            .map(|(id, password)| format!("{} = {}\n", toml_string(id), toml_string(password)))
+            .collect();
         format!(
             r#"# applianced configuration.
 #
@@ -384,7 +500,25 @@ interval = {interval}
 # tracing env-filter directive, e.g. "info,appliance_store=debug".
 # RUST_LOG, when set, takes precedence.
 filter = {filter}
-"#,
+
+[sip]
+# SIP over UDP and TCP for GB28181 cameras and NVRs (must face the LAN).
+listen = {sip_listen}
+# This platform's 20-digit id and the 10-digit SIP domain (digest realm).
+platform_id = {platform_id}
+domain = {domain}
+# Password for devices not listed below; empty: only listed devices register.
+password = {password}
+# Keepalive period of the devices, 5s to 1h, and how many may be missed.
+heartbeat_interval = {heartbeat_interval}
+heartbeat_missed = {heartbeat_missed}
+# Registration lifetime bounds in seconds (shorter: 423, longer: cut).
+min_register_expires = {min_register_expires}
+max_register_expires = {max_register_expires}
+
+[sip.device_passwords]
+# "<device id>" = "<password>"
+{device_passwords}"#,
             listen = toml_string(listen),
             // A path read from TOML or the environment is UTF-8, so
             // `display` loses nothing for any configuration that was loaded.
@@ -395,6 +529,11 @@ filter = {filter}
             min_free_disk = toml_string(min_free_disk),
             interval = toml_string(interval),
             filter = toml_string(filter),
+            sip_listen = toml_string(sip_listen),
+            platform_id = toml_string(platform_id),
+            domain = toml_string(domain),
+            password = toml_string(password),
+            heartbeat_interval = toml_string(heartbeat_interval),
         )
     }
 }

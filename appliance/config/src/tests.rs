@@ -32,6 +32,19 @@ interval = 300
 
 [log]
 filter = "info,appliance_store=debug"
+
+[sip]
+listen = "0.0.0.0:15060"
+platform_id = "44010000002000000009"
+domain = "4401000000"
+password = ""
+heartbeat_interval = "30s"
+heartbeat_missed = 2
+min_register_expires = 120
+max_register_expires = 7200
+
+[sip.device_passwords]
+"44010000001320000001" = "cam-secret"
 "#;
 
 fn full() -> Config {
@@ -53,6 +66,18 @@ fn full() -> Config {
         log: LogConfig {
             filter: "info,appliance_store=debug".into(),
         },
+        sip: SipConfig {
+            listen: "0.0.0.0:15060".parse().unwrap(),
+            platform_id: "44010000002000000009".into(),
+            domain: "4401000000".into(),
+            password: String::new(),
+            device_passwords: [("44010000001320000001".to_string(), "cam-secret".to_string())]
+                .into(),
+            heartbeat_interval: Duration::from_secs(30),
+            heartbeat_missed: 2,
+            min_register_expires: 120,
+            max_register_expires: 7200,
+        },
     }
 }
 
@@ -73,6 +98,16 @@ fn documented_defaults() {
     assert_eq!(config.retention.max_age.get().as_secs(), 30 * 24 * 3600);
     assert_eq!(config.retention.max_disk.bytes(), 8 * 1024 * 1024 * 1024);
     assert_eq!(config.retention.min_free_disk.bytes(), 1024 * 1024 * 1024);
+    assert_eq!(config.sip.listen.to_string(), "0.0.0.0:5060");
+    assert_eq!(config.sip.platform_id, "34020000002000000001");
+    assert_eq!(config.sip.domain, "3402000000");
+    assert!(
+        config.sip.password.is_empty(),
+        "no shared default device password"
+    );
+    assert!(config.sip.device_passwords.is_empty());
+    assert_eq!(config.sip.heartbeat_interval.get().as_secs(), 60);
+    assert_eq!(config.sip.heartbeat_missed, 3);
     assert_eq!(config.retention.interval.get().as_secs(), 60);
     assert_eq!(config.log.filter, "info");
 }
@@ -124,11 +159,11 @@ fn to_toml_string_shows_defaults_readably() {
 fn unknown_top_level_key() {
     assert_eq!(
         parse("# appliance\n\n[htttp]\nlisten = \"127.0.0.1:1\"\n"),
-        Err("/x.toml:3:2: htttp: unknown key `htttp`, expected one of `http`, `store`, `retention`, `log`".into())
+        Err("/x.toml:3:2: htttp: unknown key `htttp`, expected one of `http`, `store`, `retention`, `log`, `sip`".into())
     );
     assert_eq!(
         parse("verbose = true\n"),
-        Err("/x.toml:1:1: verbose: unknown key `verbose`, expected one of `http`, `store`, `retention`, `log`".into())
+        Err("/x.toml:1:1: verbose: unknown key `verbose`, expected one of `http`, `store`, `retention`, `log`, `sip`".into())
     );
 }
 
@@ -248,7 +283,7 @@ fn env_errors_name_the_variable() {
     );
     assert_eq!(
         from_env(&[("APPLIANCE_HTTPS__LISTEN", "0.0.0.0:1")]),
-        Err("environment APPLIANCE_HTTPS__LISTEN: unknown key `https`, expected one of `http`, `store`, `retention`, `log`".into())
+        Err("environment APPLIANCE_HTTPS__LISTEN: unknown key `https`, expected one of `http`, `store`, `retention`, `log`, `sip`".into())
     );
     assert_eq!(
         from_env(&[("APPLIANCE_HTTP__LISTEN", "nope")]),
@@ -375,4 +410,20 @@ fn load_reports_unreadable_file() {
             path.display()
         )
     );
+}
+
+#[test]
+fn sip_ids_must_have_their_digit_counts() {
+    let err = parse("[sip]\nplatform_id = \"3402\"\n").unwrap_err();
+    assert!(
+        err.contains(":2:") && err.contains("sip.platform_id") && err.contains("20 digits"),
+        "{err}"
+    );
+    let err = parse("[sip]\ndomain = \"34020000ab\"\n").unwrap_err();
+    assert!(
+        err.contains("sip.domain") && err.contains("10 digits"),
+        "{err}"
+    );
+    let err = parse("[sip]\nheartbeat_missed = 0\n").unwrap_err();
+    assert!(err.contains("sip.heartbeat_missed"), "{err}");
 }

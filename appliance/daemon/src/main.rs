@@ -7,6 +7,8 @@
 mod api;
 mod logging;
 mod run;
+mod sim;
+mod sip;
 mod systemd;
 
 use std::path::PathBuf;
@@ -48,6 +50,8 @@ enum Command {
     },
     /// Print a complete configuration file with every key at its default.
     DefaultConfig,
+    /// Simulate GB28181 cameras that register to a platform (this box or another).
+    SimDevice(sim::SimOptions),
     /// Print the version.
     Version,
 }
@@ -87,6 +91,16 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_BAD_CONFIG)
             }
         },
+        Command::SimDevice(options) => {
+            logging::init("info");
+            match sim::run(options) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("applianced sim-device: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::DefaultConfig => {
             print!("{}", Config::default().to_toml_string());
             ExitCode::SUCCESS

@@ -13,7 +13,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
-use crate::{logging, systemd};
+use crate::{logging, sip, systemd};
 
 /// How long in-flight HTTP requests may take to finish after a stop signal.
 const HTTP_DRAIN: Duration = Duration::from_secs(3);
@@ -58,8 +58,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let http_addr = listener.local_addr()?;
     tracing::info!(%http_addr, "HTTP API listening");
 
-    let state = AppState::new(store.clone(), registry, http_addr, started);
     let shutdown = CancellationToken::new();
+    let sip = sip::start(&config.sip, store.clone(), &mut registry, shutdown.clone()).await?;
+    let state = AppState::new(store.clone(), Some(sip), registry, http_addr, started);
     let policy = RetentionPolicy {
         max_age: config.retention.max_age.get(),
         max_disk_bytes: config.retention.max_disk.bytes(),

@@ -3,6 +3,7 @@
 //! Routes are grouped so that later layers slot in without touching the handlers: authentication
 //! wraps [`protected_routes`], the web UI mounts beside `/api`.
 
+mod devices;
 mod error;
 mod events;
 mod system;
@@ -19,6 +20,8 @@ use utoipa::OpenApi;
 
 pub use error::ApiError;
 
+use crate::sip::SipHandle;
+
 /// Everything handlers share.
 #[derive(Clone)]
 pub struct AppState {
@@ -27,6 +30,7 @@ pub struct AppState {
 
 struct StateInner {
     store: EventStore,
+    sip: Option<SipHandle>,
     registry: Mutex<Registry>,
     http_addr: SocketAddr,
     started: Instant,
@@ -35,6 +39,7 @@ struct StateInner {
 impl AppState {
     pub fn new(
         store: EventStore,
+        sip: Option<SipHandle>,
         registry: Registry,
         http_addr: SocketAddr,
         started: Instant,
@@ -42,6 +47,7 @@ impl AppState {
         AppState {
             inner: Arc::new(StateInner {
                 store,
+                sip,
                 registry: Mutex::new(registry),
                 http_addr,
                 started,
@@ -66,6 +72,9 @@ impl AppState {
         events::get_event,
         events::get_media,
         events::ack_event,
+        devices::list_devices,
+        devices::get_device,
+        devices::refresh_catalog,
     ),
     components(schemas(
         appliance_model::Event,
@@ -78,6 +87,13 @@ impl AppState {
         appliance_model::Ack,
         events::EventList,
         events::AckRequest,
+        devices::DeviceList,
+        devices::Requested,
+        appliance_gb28181::device::Device,
+        appliance_gb28181::device::Channel,
+        appliance_gb28181::device::DeviceInfo,
+        appliance_gb28181::device::Peer,
+        appliance_gb28181::device::Transport,
         system::Health,
         system::Subsystem,
         error::ErrorBody,
@@ -93,6 +109,9 @@ fn protected_routes() -> Router<AppState> {
         .route("/events/{id}", get(events::get_event))
         .route("/events/{id}/media/{n}", get(events::get_media))
         .route("/events/{id}/ack", post(events::ack_event))
+        .route("/devices", get(devices::list_devices))
+        .route("/devices/{id}", get(devices::get_device))
+        .route("/devices/{id}/catalog", post(devices::refresh_catalog))
 }
 
 pub fn router(state: AppState) -> Router {

@@ -63,6 +63,20 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
             details: json!({ "listen": state.inner.http_addr }),
         },
     );
+    if let Some(sip) = &state.inner.sip {
+        let devices = sip.devices();
+        subsystems.insert(
+            "sip",
+            Subsystem {
+                status: "ok",
+                details: json!({
+                    "listen": sip.local_addr,
+                    "devices": devices.len(),
+                    "devices_online": devices.iter().filter(|d| d.online).count(),
+                }),
+            },
+        );
+    }
     let all_ok = subsystems.values().all(|s| s.status == "ok");
     Json(Health {
         status: if all_ok { "ok" } else { "degraded" },

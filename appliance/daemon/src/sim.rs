@@ -1,0 +1,492 @@
+//! `applianced sim-device`: simulated GB28181 cameras for installers (check a box end to end) and
+//! tests. Each device registers with digest authentication over UDP or TCP, keeps alive, answers
+//! Catalog (split over several messages), DeviceInfo, DeviceStatus and RecordInfo queries, accepts
+//! controls, and raises alarms on a timer. Media (INVITE) is not simulated yet.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use appliance_manscdp::{self as manscdp, Alarm, Body, CatalogItem, Charset, RecordItem, Root};
+use appliance_sip::digest::{Challenge, Credentials};
+use appliance_sip::framing::{Frame, StreamFramer};
+use appliance_sip::message::{Message, RequestBuilder, new_call_id, new_tag};
+use clap::{Args, ValueEnum};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpStream, UdpSocket};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SimTransport {
+    Udp,
+    Tcp,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimOptions {
+    /// The platform's SIP address (host:port).
+    #[arg(long)]
+    pub platform: SocketAddr,
+    #[arg(long, value_enum, default_value = "udp")]
+    pub transport: SimTransport,
+    /// Id of the first device; further devices count up from it.
+    #[arg(long, default_value = "34020000001320000001")]
+    pub device_id: String,
+    /// How many devices to simulate.
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
+    #[arg(long)]
+    pub password: String,
+    /// The platform's 20-digit id.
+    #[arg(long, default_value = "34020000002000000001")]
+    pub platform_id: String,
+    /// SIP domain (digest realm).
+    #[arg(long, default_value = "3402000000")]
+    pub domain: String,
+    /// Channels per device.
+    #[arg(long, default_value_t = 4)]
+    pub channels: u32,
+    /// Catalog items per MESSAGE (responses are split like real NVRs split them).
+    #[arg(long, default_value_t = 2)]
+    pub catalog_page: usize,
+    /// Keepalive period.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub keepalive: Duration,
+    /// Raise an alarm this often (off when absent).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub alarm_every: Option<Duration>,
+    /// Registration lifetime requested (seconds); re-registers at 80 % of it.
+    #[arg(long, default_value_t = 3600)]
+    pub expires: u32,
+    /// Stop (and unregister) after this long; run until Ctrl-C when absent.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Write MANSCDP bodies in UTF-8 instead of GB2312.
+    #[arg(long)]
+    pub utf8: bool,
+}
+
+/// Runs every simulated device until the duration ends or Ctrl-C; fails if any device fails.
+pub fn run(options: SimOptions) -> anyhow::Result<()> {
+    let first: u128 = options
+        .device_id
+        .parse()
+        .context("--device-id must be digits")?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            let mut devices = tokio::task::JoinSet::new();
+            for n in 0..u128::from(options.count) {
+                let id = format!("{:0width$}", first + n, width = options.device_id.len());
+                devices.spawn(SimDevice::run(id, options.clone()));
+            }
+            let mut failures = 0;
+            while let Some(result) = devices.join_next().await {
+                if let Err(e) = result.context("device task panicked").and_then(|r| r) {
+                    tracing::error!("{e:#}");
+                    failures += 1;
+                }
+            }
+            if failures > 0 {
+                bail!("{failures} simulated device(s) failed");
+            }
+            Ok(())
+        })
+}
+
+/// One signalling connection to the platform.
+enum Link {
+    Udp(UdpSocket),
+    Tcp {
+        reader: OwnedReadHalf,
+        writer: OwnedWriteHalf,
+        framer: StreamFramer,
+    },
+}
+
+impl Link {
+    async fn connect(options: &SimOptions) -> anyhow::Result<Link> {
+        Ok(match options.transport {
+            SimTransport::Udp => {
+                let socket = UdpSocket::bind(("0.0.0.0", 0)).await?;
+                socket.connect(options.platform).await?;
+                Link::Udp(socket)
+            }
+            SimTransport::Tcp => {
+                let (reader, writer) = TcpStream::connect(options.platform).await?.into_split();
+                Link::Tcp {
+                    reader,
+                    writer,
+                    framer: StreamFramer::new(64 * 1024),
+                }
+            }
+        })
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match self {
+            Link::Udp(socket) => socket.local_addr(),
+            Link::Tcp { writer, .. } => writer.local_addr(),
+        }
+    }
+
+    fn transport(&self) -> &'static str {
+        match self {
+            Link::Udp(_) => "UDP",
+            Link::Tcp { .. } => "TCP",
+        }
+    }
+
+    async fn send(&mut self, message: &Message) -> anyhow::Result<()> {
+        let bytes = message.to_bytes();
+        match self {
+            Link::Udp(socket) => {
+                socket.send(&bytes).await?;
+            }
+            Link::Tcp { writer, .. } => writer.write_all(&bytes).await?,
+        }
+        Ok(())
+    }
+
+    /// The next SIP message from the platform.
+    async fn recv(&mut self) -> anyhow::Result<Message> {
+        match self {
+            Link::Udp(socket) => {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = socket.recv(&mut buf).await?;
+                    match Message::parse(&buf[..n]) {
+                        Ok(message) => return Ok(message),
+                        Err(e) => tracing::warn!(error = %e, "ignoring an unparsable datagram"),
+                    }
+                }
+            }
+            Link::Tcp { reader, framer, .. } => loop {
+                match framer.next_frame()? {
+                    Some(Frame::Message(bytes)) => return Ok(Message::parse(&bytes)?),
+                    Some(Frame::KeepAlive) => continue,
+                    None => {
+                        let mut buf = [0u8; 16 * 1024];
+                        let n = reader.read(&mut buf).await?;
+                        if n == 0 {
+                            bail!("the platform closed the TCP connection");
+                        }
+                        framer.push(&buf[..n]);
+                    }
+                }
+            },
+        }
+    }
+}
+
+struct SimDevice {
+    id: String,
+    options: SimOptions,
+    link: Link,
+    local: String,
+    cseq: u32,
+    sn: u32,
+    register_call_id: String,
+    register_tag: String,
+}
+
+impl SimDevice {
+    async fn run(id: String, options: SimOptions) -> anyhow::Result<()> {
+        let link = Link::connect(&options).await?;
+        let local = link.local_addr()?.to_string();
+        let mut device = SimDevice {
+            register_call_id: new_call_id(&local),
+            register_tag: new_tag(),
+            id,
+            options,
+            link,
+            local,
+            cseq: 0,
+            sn: 0,
+        };
+        device.register(device.options.expires).await?;
+        tracing::info!(device = device.id, "registered");
+        let result = device.serve().await;
+        if let Err(e) = device.register(0).await {
+            tracing::warn!(device = device.id, error = %e, "unregister failed");
+        }
+        result
+    }
+
+    fn charset(&self) -> Charset {
+        if self.options.utf8 {
+            Charset::Utf8
+        } else {
+            Charset::Gb2312
+        }
+    }
+
+    fn next_cseq(&mut self) -> u32 {
+        self.cseq += 1;
+        self.cseq
+    }
+
+    fn next_sn(&mut self) -> u32 {
+        self.sn += 1;
+        self.sn
+    }
+
+    fn register_request(
+        &mut self,
+        expires: u32,
+        authorization: Option<String>,
+    ) -> anyhow::Result<Message> {
+        let o = &self.options;
+        let uri = format!("sip:{}@{}", o.platform_id, o.platform);
+        let aor = format!("sip:{}@{}", self.id, o.domain);
+        let mut builder = RequestBuilder::new("REGISTER", &uri)
+            .via(self.link.transport(), &self.local)
+            .from(&aor, &self.register_tag)
+            .to(&aor, None)
+            .call_id(&self.register_call_id)
+            .cseq(self.next_cseq())
+            .contact(&format!("sip:{}@{}", self.id, self.local))
+            .header("Expires", &expires.to_string())
+            .header("User-Agent", "applianced sim-device");
+        if let Some(value) = authorization {
+            builder = builder.header("Authorization", &value);
+        }
+        Ok(builder.build()?)
+    }
+
+    /// REGISTER, answer the challenge, expect 200 (`expires` 0 unregisters).
+    async fn register(&mut self, expires: u32) -> anyhow::Result<()> {
+        let first = self.register_request(expires, None)?;
+        self.link.send(&first).await?;
+        let challenge = self.await_response("REGISTER").await?;
+        let response = match challenge.status() {
+            Some(401) => {
+                let value = challenge
+                    .header("WWW-Authenticate")
+                    .context("401 without WWW-Authenticate")?;
+                let challenge = Challenge::parse(value)?;
+                let uri = format!("sip:{}@{}", self.options.platform_id, self.options.platform);
+                let cnonce = new_tag();
+                let credentials = Credentials::answer(
+                    &challenge,
+                    &self.id,
+                    &self.options.password,
+                    "REGISTER",
+                    &uri,
+                    &cnonce,
+                    1,
+                );
+                let second = self.register_request(expires, Some(credentials.to_header_value()))?;
+                self.link.send(&second).await?;
+                self.await_response("REGISTER").await?
+            }
+            _ => challenge,
+        };
+        match response.status() {
+            Some(200) => Ok(()),
+            other => bail!("device {}: REGISTER answered {other:?}", self.id),
+        }
+    }
+
+    /// Waits for the final response to our last `method` request, answering requests meanwhile.
+    async fn await_response(&mut self, method: &str) -> anyhow::Result<Message> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.link.recv())
+                .await
+                .with_context(|| format!("no answer to {method}"))??;
+            if message.is_request() {
+                self.on_request(message).await?;
+            } else if message.status().is_some_and(|s| s >= 200)
+                && message.cseq().is_some_and(|(_, m)| m == method)
+            {
+                return Ok(message);
+            }
+        }
+    }
+
+    async fn serve(&mut self) -> anyhow::Result<()> {
+        let mut keepalive = tokio::time::interval(self.options.keepalive);
+        keepalive.tick().await;
+        let far = Duration::from_secs(100 * 365 * 24 * 3600);
+        let mut alarm = tokio::time::interval(self.options.alarm_every.unwrap_or(far));
+        alarm.tick().await;
+        let renew = Duration::from_secs(u64::from(self.options.expires) * 8 / 10);
+        let mut reregister = tokio::time::interval(renew.max(Duration::from_secs(1)));
+        reregister.tick().await;
+        let stop = tokio::time::sleep(self.options.duration.unwrap_or(far));
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return Ok(()),
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+                _ = keepalive.tick() => {
+                    let body = Body::Keepalive { status: "OK".into() };
+                    self.notify(Root::Notify, body, None).await?;
+                }
+                _ = alarm.tick() => {
+                    let body = Body::Alarm(Alarm {
+                        priority: Some(1),
+                        method: Some(5),
+                        alarm_type: Some(2),
+                        time: Some(appliance_model::Timestamp::now().to_string().trim_end_matches('Z').to_string()),
+                        description: Some("simulated intrusion".into()),
+                        longitude: None,
+                        latitude: None,
+                    });
+                    let channel = self.channel_id(1);
+                    self.notify(Root::Notify, body, Some(channel)).await?;
+                }
+                _ = reregister.tick() => self.register(self.options.expires).await?,
+                received = self.link.recv() => {
+                    let message = received?;
+                    if message.is_request() {
+                        self.on_request(message).await?;
+                    }
+                }
+            }
+        }
+    }
+
+    fn channel_id(&self, n: u32) -> String {
+        // Same centre and industry code, type 131 (camera channel), serial n.
+        let prefix = self.id.get(..10).unwrap_or(&self.id);
+        format!("{prefix}131{:07}", n)
+    }
+
+    /// Sends a MANSCDP message to the platform as a MESSAGE request (answers are not awaited:
+    /// the platform's 200 arrives in the serve loop).
+    async fn notify(
+        &mut self,
+        root: Root,
+        body: Body,
+        device_id: Option<String>,
+    ) -> anyhow::Result<()> {
+        let sn = self.next_sn();
+        self.send_manscdp(manscdp::Message::new(
+            root,
+            sn,
+            device_id.unwrap_or_else(|| self.id.clone()),
+            body,
+        ))
+        .await
+    }
+
+    async fn send_manscdp(&mut self, message: manscdp::Message) -> anyhow::Result<()> {
+        let xml = manscdp::encode(&message, self.charset());
+        let o = &self.options;
+        let request =
+            RequestBuilder::new("MESSAGE", &format!("sip:{}@{}", o.platform_id, o.domain))
+                .via(self.link.transport(), &self.local)
+                .from(&format!("sip:{}@{}", self.id, o.domain), &new_tag())
+                .to(&format!("sip:{}@{}", o.platform_id, o.domain), None)
+                .call_id(&new_call_id(&self.local))
+                .cseq(self.next_cseq())
+                .body("Application/MANSCDP+xml", xml)
+                .build()?;
+        self.link.send(&request).await
+    }
+
+    /// A request from the platform: 200, then the answer the query asks for.
+    async fn on_request(&mut self, request: Message) -> anyhow::Result<()> {
+        let ok = Message::response(&request, 200, "OK").build()?;
+        self.link.send(&ok).await?;
+        if request.method() != Some("MESSAGE") {
+            return Ok(());
+        }
+        let (query, _) = match manscdp::decode(request.body()) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                tracing::warn!(device = self.id, error = %e, "undecodable request body");
+                return Ok(());
+            }
+        };
+        let sn = query.sn;
+        let answers = match query.body {
+            Body::CatalogQuery => {
+                let items = (1..=self.options.channels)
+                    .map(|n| CatalogItem {
+                        device_id: self.channel_id(n),
+                        name: Some(format!("通道{n}")),
+                        manufacturer: Some("applianced".into()),
+                        model: Some("sim-device".into()),
+                        parent_id: Some(self.id.clone()),
+                        online: Some(true),
+                        ..CatalogItem::default()
+                    })
+                    .collect();
+                manscdp::split_catalog(sn, &self.id, items, self.options.catalog_page)
+            }
+            Body::DeviceInfoQuery => vec![manscdp::Message::response(
+                Body::DeviceInfoResponse {
+                    device_name: Some(format!("sim {}", self.id)),
+                    manufacturer: Some("applianced".into()),
+                    model: Some("sim-device".into()),
+                    firmware: Some(env!("CARGO_PKG_VERSION").into()),
+                    channel: Some(self.options.channels),
+                    result: "OK".into(),
+                },
+                sn,
+                self.id.clone(),
+            )],
+            Body::DeviceStatusQuery => vec![manscdp::Message::response(
+                Body::DeviceStatusResponse {
+                    online: Some(true),
+                    status: Some("OK".into()),
+                    record: Some(false),
+                    device_time: None,
+                    alarm_status: Vec::new(),
+                },
+                sn,
+                self.id.clone(),
+            )],
+            Body::RecordInfoQuery {
+                start_time,
+                end_time,
+                ..
+            } => {
+                let item = RecordItem {
+                    device_id: query.device_id.clone(),
+                    name: Some("sim".into()),
+                    file_path: Some("/sim/0001.mp4".into()),
+                    start_time,
+                    end_time,
+                    record_type: Some("time".into()),
+                    ..RecordItem::default()
+                };
+                let name = Some(format!("sim {}", self.id));
+                manscdp::split_record_info(
+                    sn,
+                    &query.device_id,
+                    name,
+                    vec![item],
+                    self.options.catalog_page,
+                )
+            }
+            Body::DeviceControl(control) => {
+                tracing::info!(device = self.id, ?control, "control received");
+                vec![manscdp::Message::response(
+                    Body::ControlResponse {
+                        cmd_type: "DeviceControl".into(),
+                        result: "OK".into(),
+                    },
+                    sn,
+                    query.device_id.clone(),
+                )]
+            }
+            other => {
+                tracing::debug!(
+                    device = self.id,
+                    cmd = other.cmd_type(),
+                    "query not simulated"
+                );
+                Vec::new()
+            }
+        };
+        for answer in answers {
+            self.send_manscdp(answer).await?;
+        }
+        Ok(())
+    }
+}

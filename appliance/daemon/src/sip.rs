@@ -1,0 +1,400 @@
+//! Drives the GB28181 platform state machine (`appliance-gb28181`) with real sockets: SIP over
+//! UDP and TCP on one address, a one-second clock, and the store for device state and events.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use appliance_config::SipConfig;
+use appliance_gb28181::device::{Device, Peer, Transport};
+use appliance_gb28181::platform::{Counters, Output, Platform, PlatformConfig, PlatformError};
+use appliance_gb28181::registrar::RegistrarConfig;
+use appliance_manscdp::Body;
+use appliance_model::Timestamp;
+use appliance_sip::digest::Algorithm;
+use appliance_sip::framing::{Frame, StreamFramer};
+use appliance_store::{EventStore, StateChange};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Store namespace of the registered devices (JSON per device id).
+pub const DEVICES_NAMESPACE: &str = "gb28181.devices";
+/// Largest SIP message accepted, over UDP or TCP.
+const MAX_MESSAGE: usize = 64 * 1024;
+/// Messages queued towards one TCP connection before it is considered stuck and dropped.
+const TCP_QUEUE: usize = 256;
+
+#[derive(Default)]
+struct SipMetrics {
+    /// Platform counters by name, mirrored on each tick.
+    counters: Family<Vec<(String, String)>, Counter>,
+    devices_online: Gauge,
+    devices_known: Gauge,
+}
+
+/// A handle the HTTP API uses to read devices and send requests.
+#[derive(Clone)]
+pub struct SipHandle {
+    platform: Arc<Mutex<Platform>>,
+    executor: Arc<Executor>,
+    pub local_addr: SocketAddr,
+}
+
+impl SipHandle {
+    pub fn devices(&self) -> Vec<Device> {
+        let mut devices: Vec<Device> = lock(&self.platform).devices().cloned().collect();
+        devices.sort_by(|a, b| a.id.cmp(&b.id));
+        devices
+    }
+
+    pub fn device(&self, id: &str) -> Option<Device> {
+        lock(&self.platform).device(id).cloned()
+    }
+
+    /// Sends a MANSCDP query or control to a device; its answer updates the device later.
+    pub async fn request(&self, device_id: &str, body: Body) -> Result<(), PlatformError> {
+        let outputs = lock(&self.platform).request(device_id, body, now_ms())?;
+        self.executor.run(outputs).await;
+        Ok(())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn now_ms() -> i64 {
+    Timestamp::now().as_millis()
+}
+
+/// Carries out what the platform asks: store first (a device hears "registered" only once that is
+/// durable), then send.
+struct Executor {
+    udp: Arc<UdpSocket>,
+    tcp: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
+    store: EventStore,
+}
+
+impl Executor {
+    async fn run(&self, outputs: Vec<Output>) {
+        let (commits, sends): (Vec<_>, Vec<_>) = outputs
+            .into_iter()
+            .partition(|o| matches!(o, Output::Commit { .. }));
+        for output in commits {
+            let Output::Commit { device, events } = output else {
+                continue;
+            };
+            let state = device
+                .map(|d| StateChange {
+                    namespace: DEVICES_NAMESPACE,
+                    key: d.id.clone(),
+                    value: Some(serde_json::to_vec(&d).expect("devices serialise")),
+                })
+                .into_iter()
+                .collect();
+            if let Err(e) = self.store.commit(events, state).await {
+                tracing::error!(error = %e, "cannot store device state");
+            }
+        }
+        for output in sends {
+            let Output::Send { peer, bytes } = output else {
+                continue;
+            };
+            self.send(peer, bytes).await;
+        }
+    }
+
+    async fn send(&self, peer: Peer, bytes: Vec<u8>) {
+        match peer.transport {
+            Transport::Udp => {
+                if let Err(e) = self.udp.send_to(&bytes, peer.addr).await {
+                    tracing::debug!(peer = %peer.addr, error = %e, "UDP send failed");
+                }
+            }
+            Transport::Tcp => {
+                let sender = lock(&self.tcp).get(&peer.addr).cloned();
+                match sender {
+                    Some(sender) if sender.try_send(bytes).is_ok() => {}
+                    // No connection (the device will reconnect and re-register) or a stuck one.
+                    _ => tracing::debug!(peer = %peer.addr, "no open TCP connection to send on"),
+                }
+            }
+        }
+    }
+}
+
+/// Binds UDP and TCP on `config.listen` (with port 0, TCP takes the port UDP got), restores the
+/// devices from the store and starts the receive loops and the clock.
+pub async fn start(
+    config: &SipConfig,
+    store: EventStore,
+    registry: &mut Registry,
+    shutdown: CancellationToken,
+) -> anyhow::Result<SipHandle> {
+    let udp = UdpSocket::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on UDP {} (sip.listen)", config.listen))?;
+    let local_addr = udp.local_addr()?;
+    let tcp = TcpListener::bind(local_addr)
+        .await
+        .with_context(|| format!("cannot listen on TCP {local_addr} (sip.listen)"))?;
+    let mut restored = Vec::new();
+    for (id, bytes) in store.state_entries(DEVICES_NAMESPACE)? {
+        match serde_json::from_slice::<Device>(&bytes) {
+            Ok(device) => restored.push(device),
+            Err(e) => {
+                tracing::warn!(device = id, error = %e, "skipping an unreadable stored device")
+            }
+        }
+    }
+    tracing::info!(devices = restored.len(), "restored GB28181 devices");
+    let platform_config = PlatformConfig {
+        platform_id: config.platform_id.clone(),
+        registrar: RegistrarConfig {
+            realm: config.domain.clone(),
+            default_password: (!config.password.is_empty()).then(|| config.password.clone()),
+            device_passwords: config.device_passwords.clone().into_iter().collect(),
+            algorithm: Algorithm::Md5,
+            min_expires: config.min_register_expires,
+            max_expires: config.max_register_expires,
+        },
+        heartbeat_interval_ms: i64::try_from(config.heartbeat_interval.get().as_millis())
+            .unwrap_or(i64::MAX),
+        heartbeat_missed: config.heartbeat_missed,
+        user_agent: format!("applianced/{}", env!("CARGO_PKG_VERSION")),
+    };
+    let platform = Arc::new(Mutex::new(Platform::new(
+        platform_config,
+        rand::random(),
+        restored,
+        now_ms(),
+    )));
+    let executor = Arc::new(Executor {
+        udp: Arc::new(udp),
+        tcp: Mutex::new(HashMap::new()),
+        store,
+    });
+    let metrics = Arc::new(SipMetrics::default());
+    let sip = registry.sub_registry_with_prefix("appliance_sip");
+    sip.register("events", "SIP counters by kind", metrics.counters.clone());
+    sip.register(
+        "devices_online",
+        "GB28181 devices online",
+        metrics.devices_online.clone(),
+    );
+    sip.register(
+        "devices_known",
+        "GB28181 devices known",
+        metrics.devices_known.clone(),
+    );
+
+    tokio::spawn(udp_loop(
+        platform.clone(),
+        executor.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(tcp_accept_loop(
+        tcp,
+        platform.clone(),
+        executor.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(clock(platform.clone(), executor.clone(), metrics, shutdown));
+    tracing::info!(%local_addr, "SIP listening (UDP and TCP)");
+    Ok(SipHandle {
+        platform,
+        executor,
+        local_addr,
+    })
+}
+
+async fn udp_loop(
+    platform: Arc<Mutex<Platform>>,
+    executor: Arc<Executor>,
+    shutdown: CancellationToken,
+) {
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    loop {
+        let received = tokio::select! {
+            r = executor.udp.recv_from(&mut buf) => r,
+            _ = shutdown.cancelled() => return,
+        };
+        let (len, addr) = match received {
+            Ok(r) => r,
+            Err(e) => {
+                // ICMP port unreachable from an earlier send surfaces here on Linux: not fatal.
+                tracing::debug!(error = %e, "UDP receive error");
+                continue;
+            }
+        };
+        let datagram = &buf[..len];
+        if datagram.iter().all(|b| b.is_ascii_whitespace()) {
+            continue; // NAT keepalive
+        }
+        let peer = Peer {
+            transport: Transport::Udp,
+            addr,
+        };
+        let outputs = lock(&platform).on_message(datagram, peer, now_ms());
+        executor.run(outputs).await;
+    }
+}
+
+async fn tcp_accept_loop(
+    listener: TcpListener,
+    platform: Arc<Mutex<Platform>>,
+    executor: Arc<Executor>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.cancelled() => return,
+        };
+        match accepted {
+            Ok((stream, addr)) => {
+                tokio::spawn(tcp_connection(
+                    stream,
+                    addr,
+                    platform.clone(),
+                    executor.clone(),
+                    shutdown.clone(),
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "TCP accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// One device's TCP connection: frames by Content-Length; a framing error closes only this one.
+async fn tcp_connection(
+    stream: TcpStream,
+    addr: SocketAddr,
+    platform: Arc<Mutex<Platform>>,
+    executor: Arc<Executor>,
+    shutdown: CancellationToken,
+) {
+    let (mut reader, mut writer) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TCP_QUEUE);
+    lock(&executor.tcp).insert(addr, tx.clone());
+    let writing = tokio::spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            if writer.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut framer = StreamFramer::new(MAX_MESSAGE);
+    let mut buf = vec![0u8; 16 * 1024];
+    let peer = Peer {
+        transport: Transport::Tcp,
+        addr,
+    };
+    'connection: loop {
+        let read = tokio::select! {
+            r = reader.read(&mut buf) => r,
+            _ = shutdown.cancelled() => break,
+        };
+        let n = match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        framer.push(&buf[..n]);
+        loop {
+            match framer.next_frame() {
+                Ok(None) => break,
+                Ok(Some(Frame::KeepAlive)) => {
+                    let _ = tx.try_send(b"\r\n".to_vec());
+                }
+                Ok(Some(Frame::Message(message))) => {
+                    let outputs = lock(&platform).on_message(&message, peer, now_ms());
+                    executor.run(outputs).await;
+                }
+                Err(e) => {
+                    tracing::info!(peer = %addr, error = %e, "closing a TCP connection with a bad frame");
+                    break 'connection;
+                }
+            }
+        }
+    }
+    // Only forget the connection if it is still ours (the device may have reconnected).
+    let mut connections = lock(&executor.tcp);
+    if connections.get(&addr).is_some_and(|t| t.same_channel(&tx)) {
+        connections.remove(&addr);
+    }
+    drop(connections);
+    drop(tx);
+    writing.abort();
+}
+
+async fn clock(
+    platform: Arc<Mutex<Platform>>,
+    executor: Arc<Executor>,
+    metrics: Arc<SipMetrics>,
+    shutdown: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut last = Counters::default();
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let (outputs, counters, online, known) = {
+            let mut platform = lock(&platform);
+            let outputs = platform.on_tick(now_ms());
+            let online = platform.devices().filter(|d| d.online).count();
+            let known = platform.devices().count();
+            (outputs, platform.counters().clone(), online, known)
+        };
+        executor.run(outputs).await;
+        mirror(&metrics, &last, &counters);
+        last = counters;
+        metrics.devices_online.set(online as i64);
+        metrics.devices_known.set(known as i64);
+    }
+}
+
+/// Adds what each platform counter gained since the last tick to its Prometheus counter.
+fn mirror(metrics: &SipMetrics, last: &Counters, now: &Counters) {
+    let pairs = [
+        (
+            "malformed_message",
+            last.malformed_messages,
+            now.malformed_messages,
+        ),
+        (
+            "malformed_body",
+            last.malformed_bodies,
+            now.malformed_bodies,
+        ),
+        ("auth_failure", last.auth_failures, now.auth_failures),
+        (
+            "retransmission_absorbed",
+            last.retransmissions_absorbed,
+            now.retransmissions_absorbed,
+        ),
+        (
+            "request_timeout",
+            last.requests_timed_out,
+            now.requests_timed_out,
+        ),
+    ];
+    for (kind, before, after) in pairs {
+        metrics
+            .counters
+            .get_or_create(&vec![("kind".to_string(), kind.to_string())])
+            .inc_by(after.saturating_sub(before));
+    }
+}

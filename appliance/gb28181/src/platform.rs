@@ -1,0 +1,639 @@
+//! The GB28181 platform as a state machine: feed it messages and clock ticks, it answers with what
+//! to send and what to store. No sockets, no async, no wall clock of its own: the daemon drives it
+//! (like quinn-proto), and tests drive it with a simulated clock.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use appliance_manscdp::assembly::MultiPartAssembler;
+use appliance_manscdp::{self as manscdp, Body, CatalogEvent, Charset, Root};
+use appliance_model::{EventSource, NewEvent, Severity, Timestamp};
+use appliance_sip::message::{Message, RequestBuilder, ResponseBuilder, new_call_id, new_tag};
+use serde_json::{Map, Value, json};
+
+use crate::device::{Channel, Device, DeviceInfo, Peer, Transport};
+use crate::registrar::{Decision, Registrar, RegistrarConfig};
+use crate::transaction::{ClientTransactions, Purpose, ServerTransactions};
+
+/// How long a multi-message response (catalog, record list) may take to arrive completely.
+const ASSEMBLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pending multi-message assemblies kept at once.
+const MAX_ASSEMBLIES: usize = 1024;
+
+#[derive(Debug, Clone)]
+pub struct PlatformConfig {
+    /// Our 20-digit platform id.
+    pub platform_id: String,
+    pub registrar: RegistrarConfig,
+    pub heartbeat_interval_ms: i64,
+    /// Keepalives missed in a row before a device is offline.
+    pub heartbeat_missed: u32,
+    /// `User-Agent` we send.
+    pub user_agent: String,
+}
+
+/// What the driver must do after an input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Send {
+        peer: Peer,
+        bytes: Vec<u8>,
+    },
+    /// Store the device's new state and these events in one commit.
+    Commit {
+        device: Option<Box<Device>>,
+        events: Vec<NewEvent>,
+    },
+}
+
+/// Counters the daemon exports as metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Datagrams or frames that are not SIP.
+    pub malformed_messages: u64,
+    /// MESSAGE bodies that are not valid MANSCDP.
+    pub malformed_bodies: u64,
+    pub auth_failures: u64,
+    /// Requests answered from the transaction cache.
+    pub retransmissions_absorbed: u64,
+    pub requests_timed_out: u64,
+}
+
+pub struct Platform {
+    config: PlatformConfig,
+    registrar: Registrar,
+    devices: HashMap<String, Device>,
+    server: ServerTransactions,
+    client: ClientTransactions,
+    assembler: MultiPartAssembler,
+    next_sn: u32,
+    counters: Counters,
+    /// Maps our millisecond clock onto `Instant` for the MANSCDP assembler.
+    clock_origin: (Instant, i64),
+}
+
+/// Why a request to a device could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlatformError {
+    #[error("device {0} is not registered")]
+    UnknownDevice(String),
+    #[error("device {0} is offline")]
+    Offline(String),
+    /// An id or address that cannot go into a SIP request.
+    #[error("cannot build the request: {0}")]
+    Build(String),
+}
+
+impl Platform {
+    /// `restored` are the devices persisted before a restart: they keep their registration and
+    /// online state, and get a full heartbeat window from now before they can be called offline.
+    pub fn new(
+        config: PlatformConfig,
+        secret: [u8; 32],
+        restored: Vec<Device>,
+        now_ms: i64,
+    ) -> Platform {
+        let devices = restored
+            .into_iter()
+            .map(|mut d| {
+                d.last_seen_ms = d.last_seen_ms.max(now_ms);
+                (d.id.clone(), d)
+            })
+            .collect();
+        Platform {
+            registrar: Registrar::new(config.registrar.clone(), secret),
+            config,
+            devices,
+            server: ServerTransactions::default(),
+            client: ClientTransactions::default(),
+            assembler: MultiPartAssembler::new(ASSEMBLY_TIMEOUT, MAX_ASSEMBLIES),
+            next_sn: 1,
+            counters: Counters::default(),
+            clock_origin: (Instant::now(), now_ms),
+        }
+    }
+
+    pub fn devices(&self) -> impl Iterator<Item = &Device> {
+        self.devices.values()
+    }
+
+    pub fn device(&self, id: &str) -> Option<&Device> {
+        self.devices.get(id)
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    fn instant(&self, now_ms: i64) -> Instant {
+        let (origin, origin_ms) = self.clock_origin;
+        origin + Duration::from_millis(u64::try_from(now_ms - origin_ms).unwrap_or(0))
+    }
+
+    /// One SIP message (a UDP datagram or a framed TCP message) from `from`.
+    pub fn on_message(&mut self, bytes: &[u8], from: Peer, now_ms: i64) -> Vec<Output> {
+        let message = match Message::parse(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                // Without parseable headers there is nobody to answer: drop it, count it.
+                self.counters.malformed_messages += 1;
+                tracing::debug!(peer = %from.addr, error = %e, "dropping a malformed SIP message");
+                return Vec::new();
+            }
+        };
+        if !message.is_request() {
+            self.on_response(&message);
+            return Vec::new();
+        }
+        let method = message.method().unwrap_or_default().to_string();
+        if method == "ACK" {
+            return Vec::new();
+        }
+        let Some(branch) = message.via_branch() else {
+            self.counters.malformed_messages += 1;
+            return reply(Message::response(&message, 400, "Missing Via branch"))
+                .map(|response| send(from, response))
+                .into_iter()
+                .collect();
+        };
+        let key = (branch, method.clone());
+        if let Some(cached) = self.server.cached(&key) {
+            self.counters.retransmissions_absorbed += 1;
+            return vec![Output::Send {
+                peer: from,
+                bytes: cached.to_vec(),
+            }];
+        }
+        let mut outputs = Vec::new();
+        let response = match method.as_str() {
+            "REGISTER" => self.on_register(&message, from, now_ms, &mut outputs),
+            "MESSAGE" | "NOTIFY" => self.on_manscdp(&message, from, now_ms, &mut outputs),
+            "OPTIONS" => Message::response(&message, 200, "OK"),
+            _ => Message::response(&message, 405, "Method Not Allowed")
+                .header("Allow", "REGISTER, MESSAGE, NOTIFY, OPTIONS, ACK"),
+        };
+        if let Some(response) = reply(response) {
+            self.server.remember(key, response.clone(), now_ms);
+            outputs.insert(0, send(from, response));
+        }
+        outputs
+    }
+
+    fn on_response(&mut self, response: &Message) {
+        let (Some(branch), Some(status)) = (response.via_branch(), response.status()) else {
+            self.counters.malformed_messages += 1;
+            return;
+        };
+        if let Some(purpose) = self.client.on_response(&branch, status)
+            && status >= 300
+        {
+            tracing::warn!(
+                device = purpose.device_id,
+                what = purpose.what,
+                status,
+                "device refused a request"
+            );
+        }
+    }
+
+    fn on_register(
+        &mut self,
+        request: &Message,
+        from: Peer,
+        now_ms: i64,
+        outputs: &mut Vec<Output>,
+    ) -> ResponseBuilder {
+        match self.registrar.decide(request, from.addr.ip(), now_ms) {
+            Decision::Challenge(value) => {
+                Message::response(request, 401, "Unauthorized").header("WWW-Authenticate", &value)
+            }
+            Decision::BadRequest(reason) => Message::response(request, 400, &reason),
+            Decision::Forbidden(reason) => {
+                self.counters.auth_failures += 1;
+                tracing::info!(peer = %from.addr, device = request.from_user().unwrap_or_default(), reason, "registration refused");
+                Message::response(request, 403, "Forbidden")
+            }
+            Decision::TooBrief { min_expires } => {
+                Message::response(request, 423, "Interval Too Brief")
+                    .header("Min-Expires", &min_expires.to_string())
+            }
+            Decision::Unregistered { device_id } => {
+                if let Some(device) = self.devices.get_mut(&device_id) {
+                    device.expires_at_ms = now_ms;
+                    let was_online = std::mem::replace(&mut device.online, false);
+                    let events = if was_online {
+                        vec![device_event(
+                            &device_id,
+                            "device.offline",
+                            Severity::Minor,
+                            json!({"reason": "unregistered"}),
+                        )]
+                    } else {
+                        vec![]
+                    };
+                    outputs.push(commit(device, events));
+                }
+                registered_response(request, 0)
+            }
+            Decision::Registered { device_id, expires } => {
+                let platform_host =
+                    request_uri_host(request).unwrap_or_else(|| from.addr.to_string());
+                let existing = self.devices.get(&device_id);
+                let first_time = existing.is_none_or(|d| d.catalog_updated_ms.is_none());
+                let was_online = existing.is_some_and(|d| d.online && d.expires_at_ms > now_ms);
+                let device = self
+                    .devices
+                    .entry(device_id.clone())
+                    .or_insert_with(|| Device {
+                        id: device_id.clone(),
+                        peer: from,
+                        platform_host: platform_host.clone(),
+                        online: false,
+                        registered_at_ms: now_ms,
+                        expires_at_ms: now_ms,
+                        last_seen_ms: now_ms,
+                        gb2312: true,
+                        info: DeviceInfo::default(),
+                        channels: Vec::new(),
+                        catalog_updated_ms: None,
+                        position: None,
+                    });
+                device.peer = from;
+                device.platform_host = platform_host;
+                device.online = true;
+                if !was_online {
+                    device.registered_at_ms = now_ms;
+                }
+                device.expires_at_ms = now_ms + i64::from(expires) * 1000;
+                device.last_seen_ms = now_ms;
+                let events = if was_online {
+                    vec![]
+                } else {
+                    vec![device_event(
+                        &device_id,
+                        "device.online",
+                        Severity::Info,
+                        json!({"reason": "registered", "transport": from.transport, "address": from.addr.to_string()}),
+                    )]
+                };
+                outputs.push(commit(device, events));
+                if first_time {
+                    for body in [Body::DeviceInfoQuery, Body::CatalogQuery] {
+                        if let Ok(sent) = self.request(&device_id, body, now_ms) {
+                            outputs.extend(sent);
+                        }
+                    }
+                }
+                registered_response(request, expires)
+            }
+        }
+    }
+
+    fn on_manscdp(
+        &mut self,
+        request: &Message,
+        from: Peer,
+        now_ms: i64,
+        outputs: &mut Vec<Output>,
+    ) -> ResponseBuilder {
+        let (body, charset) = match manscdp::decode(request.body()) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                self.counters.malformed_bodies += 1;
+                return Message::response(request, 400, &format!("Bad MANSCDP body: {e}"));
+            }
+        };
+        let device_id = request.from_user().unwrap_or_default();
+        let registered = self
+            .devices
+            .get(&device_id)
+            .is_some_and(|d| d.expires_at_ms > now_ms);
+        if !registered {
+            // A device we do not know, or whose registration expired: refusing makes it register.
+            return Message::response(request, 403, "Not Registered");
+        }
+        let device = self.devices.get_mut(&device_id).expect("registered device");
+        device.peer = from;
+        device.last_seen_ms = now_ms;
+        device.gb2312 = charset == Charset::Gb2312;
+        let mut events = Vec::new();
+        let mut changed = false;
+        if !device.online {
+            device.online = true;
+            changed = true;
+            events.push(device_event(
+                &device_id,
+                "device.online",
+                Severity::Info,
+                json!({"reason": "keepalive"}),
+            ));
+        }
+        match body.body {
+            Body::Keepalive { .. } => {}
+            Body::Alarm(alarm) => {
+                let severity = match alarm.priority {
+                    Some(1) => Severity::Critical,
+                    Some(2) => Severity::Major,
+                    Some(3) => Severity::Minor,
+                    _ => Severity::Info,
+                };
+                let mut attributes = Map::new();
+                attributes.insert("priority".into(), json!(alarm.priority));
+                attributes.insert("method".into(), json!(alarm.method));
+                attributes.insert("alarm_type".into(), json!(alarm.alarm_type));
+                attributes.insert("device_time".into(), json!(alarm.time));
+                attributes.insert("description".into(), json!(alarm.description));
+                if let (Some(lon), Some(lat)) = (alarm.longitude, alarm.latitude) {
+                    attributes.insert("position".into(), json!([lon, lat]));
+                }
+                let mut event =
+                    device_event(&device_id, "alarm", severity, Value::Object(attributes));
+                if body.device_id != device_id {
+                    event.channel_id = Some(body.device_id.clone());
+                }
+                events.push(event);
+            }
+            Body::MobilePosition {
+                longitude,
+                latitude,
+                ..
+            } => {
+                changed |= device.position != Some([longitude, latitude]);
+                device.position = Some([longitude, latitude]);
+            }
+            Body::DeviceInfoResponse {
+                device_name,
+                manufacturer,
+                model,
+                firmware,
+                channel,
+                ..
+            } => {
+                device.info = DeviceInfo {
+                    name: device_name,
+                    manufacturer,
+                    model,
+                    firmware,
+                    channel_count: channel,
+                };
+                changed = true;
+            }
+            Body::CatalogNotify { items, .. } => {
+                apply_catalog_changes(device, &items);
+                changed = true;
+            }
+            Body::CatalogResponse { .. } => {
+                let now = self.instant(now_ms);
+                if let Some(assembled) = self.assembler.add(body, now) {
+                    let device = self.devices.get_mut(&device_id).expect("registered device");
+                    apply_catalog(device, &assembled.message.body, now_ms);
+                    changed = true;
+                }
+            }
+            _ => {}
+        }
+        let device = self.devices.get_mut(&device_id).expect("registered device");
+        if changed || !events.is_empty() {
+            outputs.push(commit(device, events));
+        }
+        Message::response(request, 200, "OK")
+    }
+
+    /// Sends a MANSCDP query or control to a device.
+    pub fn request(
+        &mut self,
+        device_id: &str,
+        body: Body,
+        now_ms: i64,
+    ) -> Result<Vec<Output>, PlatformError> {
+        let device = self
+            .devices
+            .get(device_id)
+            .ok_or_else(|| PlatformError::UnknownDevice(device_id.to_string()))?;
+        if !device.online {
+            return Err(PlatformError::Offline(device_id.to_string()));
+        }
+        let sn = self.next_sn;
+        self.next_sn = self.next_sn.wrapping_add(1).max(1);
+        let what = body.cmd_type().to_string();
+        let root = match body {
+            Body::DeviceControl(_) | Body::DeviceConfigBasic(_) => Root::Control,
+            _ => Root::Query,
+        };
+        let xml = manscdp::encode(
+            &manscdp::Message::new(root, sn, device_id, body),
+            if device.gb2312 {
+                Charset::Gb2312
+            } else {
+                Charset::Utf8
+            },
+        );
+        let domain = &self.config.registrar.realm;
+        let transport = match device.peer.transport {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        };
+        let message =
+            RequestBuilder::new("MESSAGE", &format!("sip:{device_id}@{}", device.peer.addr))
+                .via(transport, &device.platform_host)
+                .from(
+                    &format!("sip:{}@{domain}", self.config.platform_id),
+                    &new_tag(),
+                )
+                .to(&format!("sip:{device_id}@{domain}"), None)
+                .call_id(&new_call_id(&device.platform_host))
+                .cseq(sn)
+                .header("User-Agent", &self.config.user_agent)
+                .body("Application/MANSCDP+xml", xml)
+                .build()
+                .map_err(|e| PlatformError::Build(e.to_string()))?;
+        let bytes = message.to_bytes();
+        let branch = message.via_branch().unwrap_or_default();
+        let purpose = Purpose {
+            device_id: device_id.to_string(),
+            what,
+        };
+        self.client
+            .start(branch, device.peer, bytes.clone(), purpose, now_ms);
+        Ok(vec![Output::Send {
+            peer: device.peer,
+            bytes,
+        }])
+    }
+
+    /// Clock tick (about once a second): offline detection, retransmissions, timeouts.
+    pub fn on_tick(&mut self, now_ms: i64) -> Vec<Output> {
+        let mut outputs = Vec::new();
+        let silence_limit =
+            self.config.heartbeat_interval_ms * i64::from(self.config.heartbeat_missed);
+        for device in self.devices.values_mut() {
+            if !device.online {
+                continue;
+            }
+            let reason = if now_ms >= device.expires_at_ms {
+                "registration expired"
+            } else if now_ms - device.last_seen_ms > silence_limit {
+                "keepalives missed"
+            } else {
+                continue;
+            };
+            device.online = false;
+            let event = device_event(
+                &device.id,
+                "device.offline",
+                Severity::Minor,
+                json!({"reason": reason}),
+            );
+            outputs.push(commit(device, vec![event]));
+        }
+        let (resend, timed_out) = self.client.poll(now_ms);
+        outputs.extend(
+            resend
+                .into_iter()
+                .map(|(peer, bytes)| Output::Send { peer, bytes }),
+        );
+        for purpose in timed_out {
+            self.counters.requests_timed_out += 1;
+            tracing::warn!(
+                device = purpose.device_id,
+                what = purpose.what,
+                "device did not answer"
+            );
+        }
+        let now = self.instant(now_ms);
+        for partial in self.assembler.expire(now) {
+            if let Some(device) = self.devices.get_mut(&partial.message.device_id) {
+                tracing::warn!(
+                    device = device.id,
+                    pages = partial.pages,
+                    "answer incomplete after the timeout; keeping what arrived"
+                );
+                if apply_catalog(device, &partial.message.body, now_ms) {
+                    outputs.push(commit(device, vec![]));
+                }
+            }
+        }
+        self.server.expire(now_ms);
+        outputs
+    }
+}
+
+/// The bytes of a response; a response that cannot be built (a reason phrase with line breaks from
+/// a hostile body, say) is logged and not sent.
+fn reply(builder: ResponseBuilder) -> Option<Vec<u8>> {
+    match builder.build() {
+        Ok(message) => Some(message.to_bytes()),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot build a response");
+            None
+        }
+    }
+}
+
+fn send(peer: Peer, bytes: Vec<u8>) -> Output {
+    Output::Send { peer, bytes }
+}
+
+fn commit(device: &Device, events: Vec<NewEvent>) -> Output {
+    Output::Commit {
+        device: Some(Box::new(device.clone())),
+        events,
+    }
+}
+
+fn device_event(device_id: &str, kind: &str, severity: Severity, attributes: Value) -> NewEvent {
+    NewEvent {
+        camera_id: device_id.to_string(),
+        channel_id: None,
+        source: EventSource::Device,
+        kind: kind.to_string(),
+        severity,
+        start_time: Some(Timestamp::now()),
+        end_time: None,
+        attributes: match attributes {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        },
+        media: Vec::new(),
+    }
+}
+
+fn channel(item: &manscdp::CatalogItem) -> Channel {
+    Channel {
+        id: item.device_id.clone(),
+        name: item.name.clone(),
+        manufacturer: item.manufacturer.clone(),
+        model: item.model.clone(),
+        parent_id: item.parent_id.clone(),
+        online: item.online.unwrap_or(false),
+        longitude: item.longitude,
+        latitude: item.latitude,
+        ptz_type: item.ptz_type.map(u32::from),
+    }
+}
+
+/// Replaces the channel list with an assembled catalog answer; false if `body` is not one.
+fn apply_catalog(device: &mut Device, body: &Body, now_ms: i64) -> bool {
+    let Body::CatalogResponse { items, .. } = body else {
+        return false;
+    };
+    device.channels = items.iter().map(channel).collect();
+    device.catalog_updated_ms = Some(now_ms);
+    true
+}
+
+/// Applies a catalog change notification (ADD, DEL, UPDATE, ON, OFF, …) item by item.
+fn apply_catalog_changes(device: &mut Device, items: &[manscdp::CatalogItem]) {
+    for item in items {
+        let existing = device.channels.iter().position(|c| c.id == item.device_id);
+        match (item.event, existing) {
+            (Some(CatalogEvent::Del), Some(at)) => {
+                device.channels.remove(at);
+            }
+            (Some(CatalogEvent::On | CatalogEvent::Off), Some(at)) => {
+                device.channels[at].online = item.event == Some(CatalogEvent::On);
+            }
+            (Some(CatalogEvent::Vlost | CatalogEvent::Defect), Some(at)) => {
+                device.channels[at].online = false;
+            }
+            (
+                Some(
+                    CatalogEvent::Del
+                    | CatalogEvent::On
+                    | CatalogEvent::Off
+                    | CatalogEvent::Vlost
+                    | CatalogEvent::Defect,
+                ),
+                None,
+            ) => {}
+            (_, Some(at)) => device.channels[at] = channel(item),
+            (_, None) => device.channels.push(channel(item)),
+        }
+    }
+}
+
+/// `host:port` of a request URI such as `sip:34020000002000000001@192.168.1.10:5060`.
+fn request_uri_host(request: &Message) -> Option<String> {
+    let uri = request.request_uri()?;
+    let rest = uri.split_once(':')?.1;
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let host = host.split(';').next()?;
+    (!host.is_empty()).then(|| host.to_string())
+}
+
+/// 200 to a REGISTER: echo Contact, grant `expires`, and the GB `Date` devices set their clocks from.
+fn registered_response(request: &Message, expires: u32) -> ResponseBuilder {
+    let mut response = Message::response(request, 200, "OK")
+        .header("Expires", &expires.to_string())
+        .header("Date", &gb_date(Timestamp::now()));
+    if let Some(contact) = request.header("Contact") {
+        response = response.header("Contact", contact);
+    }
+    response
+}
+
+/// `YYYY-MM-DDThh:mm:ss.SSS`, the Date format GB28181 devices parse (UTC: the box keeps UTC).
+fn gb_date(now: Timestamp) -> String {
+    let text = now.to_string();
+    text.trim_end_matches('Z').to_string()
+}
