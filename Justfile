@@ -21,14 +21,18 @@ test: setup lint
     cargo build --workspace --bins
     cargo nextest run --workspace --no-fail-fast
 
-# Benchmarks that print tables against a baseline: `just bench store`.
+# Benchmarks that print tables: `just bench store` (against SQLite), `just bench sip`.
 bench WHAT: setup
-    cargo build --release -p appliance-bench
+    cargo build --release -p appliance-bench -p applianced
     just bench-{{ WHAT }}
 
 [private]
 bench-store *ARGS:
     ./target/release/store-bench run {{ ARGS }}
+
+[private]
+bench-sip:
+    scripts/bench-sip.sh
 
 # cargo fmt --check and clippy with warnings as errors.
 lint:

@@ -64,6 +64,10 @@ pub struct SimOptions {
     /// Write MANSCDP bodies in UTF-8 instead of GB2312.
     #[arg(long)]
     pub utf8: bool,
+    /// Spread the devices' start over this long (thousands of devices registering in the same
+    /// instant overflow socket buffers, which real fleets never do).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub stagger: Duration,
 }
 
 /// Runs every simulated device until the duration ends or Ctrl-C; fails if any device fails.
@@ -79,7 +83,12 @@ pub fn run(options: SimOptions) -> anyhow::Result<()> {
             let mut devices = tokio::task::JoinSet::new();
             for n in 0..u128::from(options.count) {
                 let id = format!("{:0width$}", first + n, width = options.device_id.len());
-                devices.spawn(SimDevice::run(id, options.clone()));
+                let delay = options.stagger.mul_f64(n as f64 / f64::from(options.count));
+                let options = options.clone();
+                devices.spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    SimDevice::run(id, options).await
+                });
             }
             let mut failures = 0;
             while let Some(result) = devices.join_next().await {

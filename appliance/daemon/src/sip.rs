@@ -31,6 +31,10 @@ pub const DEVICES_NAMESPACE: &str = "gb28181.devices";
 const MAX_MESSAGE: usize = 64 * 1024;
 /// Messages queued towards one TCP connection before it is considered stuck and dropped.
 const TCP_QUEUE: usize = 256;
+/// UDP messages whose commits may be in flight at once. The receive loop hands commits to tasks
+/// so that concurrent registrations share the store's group commit instead of waiting for one
+/// flush each; the bound keeps a flood from spawning without limit.
+const MAX_UDP_COMMITS_IN_FLIGHT: usize = 1024;
 
 #[derive(Default)]
 struct SipMetrics {
@@ -84,30 +88,39 @@ struct Executor {
 }
 
 impl Executor {
-    async fn run(&self, outputs: Vec<Output>) {
-        let (commits, sends): (Vec<_>, Vec<_>) = outputs
-            .into_iter()
-            .partition(|o| matches!(o, Output::Commit { .. }));
-        for output in commits {
-            let Output::Commit { device, events } = output else {
-                continue;
-            };
-            let state = device
-                .map(|d| StateChange {
-                    namespace: DEVICES_NAMESPACE,
-                    key: d.id.clone(),
-                    value: Some(serde_json::to_vec(&d).expect("devices serialise")),
-                })
-                .into_iter()
-                .collect();
-            if let Err(e) = self.store.commit(events, state).await {
-                tracing::error!(error = %e, "cannot store device state");
+    async fn run(self: &Arc<Self>, outputs: Vec<Output>) {
+        let mut sends = Vec::new();
+        for output in outputs {
+            match output {
+                Output::Commit {
+                    device,
+                    events,
+                    before_reply,
+                } => {
+                    let state = device
+                        .map(|d| StateChange {
+                            namespace: DEVICES_NAMESPACE,
+                            key: d.id.clone(),
+                            value: Some(serde_json::to_vec(&d).expect("devices serialise")),
+                        })
+                        .into_iter()
+                        .collect();
+                    let commit = self.store.commit(events, state);
+                    let stored = async move {
+                        if let Err(e) = commit.await {
+                            tracing::error!(error = %e, "cannot store device state");
+                        }
+                    };
+                    if before_reply {
+                        stored.await;
+                    } else {
+                        tokio::spawn(stored);
+                    }
+                }
+                Output::Send { peer, bytes } => sends.push((peer, bytes)),
             }
         }
-        for output in sends {
-            let Output::Send { peer, bytes } = output else {
-                continue;
-            };
+        for (peer, bytes) in sends {
             self.send(peer, bytes).await;
         }
     }
@@ -222,6 +235,7 @@ async fn udp_loop(
     shutdown: CancellationToken,
 ) {
     let mut buf = vec![0u8; MAX_MESSAGE];
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_UDP_COMMITS_IN_FLIGHT));
     loop {
         let received = tokio::select! {
             r = executor.udp.recv_from(&mut buf) => r,
@@ -244,7 +258,27 @@ async fn udp_loop(
             addr,
         };
         let outputs = lock(&platform).on_message(datagram, peer, now_ms());
-        executor.run(outputs).await;
+        let waits_for_store = outputs.iter().any(|o| {
+            matches!(
+                o,
+                Output::Commit {
+                    before_reply: true,
+                    ..
+                }
+            )
+        });
+        if waits_for_store {
+            let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                return;
+            };
+            let executor = executor.clone();
+            tokio::spawn(async move {
+                executor.run(outputs).await;
+                drop(permit);
+            });
+        } else {
+            executor.run(outputs).await;
+        }
     }
 }
 

@@ -39,10 +39,14 @@ pub enum Output {
         peer: Peer,
         bytes: Vec<u8>,
     },
-    /// Store the device's new state and these events in one commit.
+    /// Store the device's new state and these events in one commit. When `before_reply` is
+    /// set, the sends of the same input must wait until it is durable (a transition the device
+    /// must not hear about before it is stored); otherwise it may complete in the background
+    /// (a registration renewal: the device repeats it anyway).
     Commit {
         device: Option<Box<Device>>,
         events: Vec<NewEvent>,
+        before_reply: bool,
     },
 }
 
@@ -173,7 +177,11 @@ impl Platform {
                 .header("Allow", "REGISTER, MESSAGE, NOTIFY, OPTIONS, ACK"),
         };
         if let Some(response) = reply(response) {
-            self.server.remember(key, response.clone(), now_ms);
+            // A retransmitted unauthenticated REGISTER may as well get a new challenge; caching
+            // only answers that must not be recomputed keeps the bounded cache for those.
+            if !response.starts_with(b"SIP/2.0 401 ") {
+                self.server.remember(key, response.clone(), now_ms);
+            }
             outputs.insert(0, send(from, response));
         }
         outputs
@@ -239,7 +247,6 @@ impl Platform {
                 let platform_host =
                     request_uri_host(request).unwrap_or_else(|| from.addr.to_string());
                 let existing = self.devices.get(&device_id);
-                let first_time = existing.is_none_or(|d| d.catalog_updated_ms.is_none());
                 let was_online = existing.is_some_and(|d| d.online && d.expires_at_ms > now_ms);
                 let device = self
                     .devices
@@ -277,7 +284,8 @@ impl Platform {
                     )]
                 };
                 outputs.push(commit(device, events));
-                if first_time {
+                // A new registration (not a renewal): ask what the device is and what it has.
+                if !was_online {
                     for body in [Body::DeviceInfoQuery, Body::CatalogQuery] {
                         if let Ok(sent) = self.request(&device_id, body, now_ms) {
                             outputs.extend(sent);
@@ -534,9 +542,11 @@ fn send(peer: Peer, bytes: Vec<u8>) -> Output {
     Output::Send { peer, bytes }
 }
 
+/// A commit that the replies wait for whenever it records events.
 fn commit(device: &Device, events: Vec<NewEvent>) -> Output {
     Output::Commit {
         device: Some(Box::new(device.clone())),
+        before_reply: !events.is_empty(),
         events,
     }
 }

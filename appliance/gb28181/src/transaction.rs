@@ -13,8 +13,11 @@ pub const T1_MS: i64 = 500;
 pub const T2_MS: i64 = 4_000;
 /// Timer F / timer J: how long a transaction lives.
 pub const TRANSACTION_MS: i64 = 64 * T1_MS;
-/// Server transactions remembered at once; the oldest are forgotten first.
-const MAX_SERVER_TRANSACTIONS: usize = 16_384;
+/// Server transactions remembered at once (about 0.5 KiB each); the oldest are forgotten first.
+/// Sized for thousands of registrations a second within one transaction lifetime: a forgotten
+/// authenticated REGISTER that is retransmitted later is re-verified and, its nonce count being
+/// used, challenged again.
+const MAX_SERVER_TRANSACTIONS: usize = 65_536;
 
 /// Identifies a server transaction: the top Via branch and the CSeq method.
 pub type ServerKey = (String, String);
