@@ -297,3 +297,97 @@ fn malformed_input_gets_an_error_or_silence_and_the_daemon_is_unharmed() {
     let (_, health): (u16, Value) = daemon.get("/api/v1/health");
     assert_eq!(health["subsystems"]["sip"]["status"], "ok");
 }
+
+#[test]
+fn the_api_queries_and_controls_a_device_and_waits_for_its_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = DaemonOptions::new(dir.path());
+    options.env = vec![("APPLIANCE_SIP__PASSWORD".into(), "sim-secret".into())];
+    let daemon = Daemon::start_with(options);
+    let mut sim = Command::new(binary("applianced"))
+        .args(["sim-device", "--platform", &daemon.sip_addr.to_string()])
+        .args([
+            "--password",
+            "sim-secret",
+            "--duration",
+            "20s",
+            "--catalog-page",
+            "1",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let online = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        daemon.get(&format!("/api/v1/devices/{DEVICE}")).1["online"] == true
+    });
+    assert!(online, "{}", daemon.log());
+
+    let (status, answer) = daemon.get(&format!("/api/v1/devices/{DEVICE}/status"));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["answer"]["DeviceStatusResponse"]["online"], true);
+
+    let channel = "34020000001310000001";
+    let (status, answer) = daemon.get(&format!(
+        "/api/v1/devices/{DEVICE}/records?channel={channel}&start=2026-11-24T00:00:00&end=2026-11-24T23:59:59"
+    ));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["complete"], true);
+    let records = &answer["answer"]["RecordInfoResponse"]["items"];
+    assert_eq!(records[0]["device_id"], channel);
+    assert_eq!(records[0]["start_time"], "2026-11-24T00:00:00");
+
+    let (status, answer) = daemon.get(&format!(
+        "/api/v1/devices/{DEVICE}/presets?channel={channel}"
+    ));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["answer"]["PresetQueryResponse"]["items"][1]["name"],
+        "Car park"
+    );
+
+    let (status, body) = daemon.get(&format!(
+        "/api/v1/devices/{DEVICE}/records?start=yesterday&end=2026-11-24T23:59:59"
+    ));
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`start`"),
+        "{body}"
+    );
+    let (status, body) = daemon.get(&format!(
+        "/api/v1/devices/{DEVICE}/records?start=2026-11-24T00:00:00"
+    ));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("bad_parameter")),
+        "{body}"
+    );
+
+    let ptz = format!("/api/v1/devices/{DEVICE}/ptz");
+    let (status, _) = daemon.post(
+        &ptz,
+        &format!(r#"{{"channel": "{channel}", "action": "left", "speed": 64}}"#),
+    );
+    assert_eq!(status, 202);
+    let (status, body) = daemon.post(&ptz, r#"{"action": "somersault"}"#);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("bad_parameter")),
+        "{body}"
+    );
+    let (status, body) = daemon.post(&ptz, r#"{"action": "preset_goto"}"#);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`preset`"),
+        "{status} {body}"
+    );
+    let (status, _) = daemon.get("/api/v1/devices/34020000001329999999/status");
+    assert_eq!(status, 404);
+    let _ = sim.kill();
+    let _ = sim.wait();
+}

@@ -473,6 +473,23 @@ impl SimDevice {
                     self.options.catalog_page,
                 )
             }
+            Body::PresetQuery => {
+                let items = vec![
+                    manscdp::Preset {
+                        id: "1".into(),
+                        name: "Gate".into(),
+                    },
+                    manscdp::Preset {
+                        id: "2".into(),
+                        name: "Car park".into(),
+                    },
+                ];
+                vec![manscdp::Message::response(
+                    Body::PresetQueryResponse { sum_num: 2, items },
+                    sn,
+                    query.device_id.clone(),
+                )]
+            }
             Body::DeviceControl(control) => {
                 tracing::info!(device = self.id, ?control, "control received");
                 vec![manscdp::Message::response(

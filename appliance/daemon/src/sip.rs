@@ -22,7 +22,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// Store namespace of the registered devices (JSON per device id).
@@ -63,12 +63,53 @@ impl SipHandle {
         lock(&self.platform).device(id).cloned()
     }
 
-    /// Sends a MANSCDP query or control to a device; its answer updates the device later.
-    pub async fn request(&self, device_id: &str, body: Body) -> Result<(), PlatformError> {
-        let outputs = lock(&self.platform).request(device_id, body, now_ms())?;
+    /// Sends a MANSCDP query or control to a device (addressed to `target`: the device or one
+    /// of its channels) without waiting for an answer; answers update the device state.
+    pub async fn request(
+        &self,
+        device_id: &str,
+        target: &str,
+        body: Body,
+    ) -> Result<(), PlatformError> {
+        let (_, outputs) = lock(&self.platform).request(device_id, target, body, now_ms())?;
         self.executor.run(outputs).await;
         Ok(())
     }
+
+    /// Sends a MANSCDP query and waits up to `timeout` for the answer (assembled when it comes in
+    /// several messages; `complete` false when only part of it arrived in time).
+    pub async fn query(
+        &self,
+        device_id: &str,
+        target: &str,
+        body: Body,
+        timeout: Duration,
+    ) -> Result<(Body, bool), QueryError> {
+        let (tx, rx) = oneshot::channel();
+        let (sn, outputs) = {
+            let mut platform = lock(&self.platform);
+            let (sn, outputs) = platform.request(device_id, target, body, now_ms())?;
+            // Registered before anything is sent: the answer may come back at once.
+            lock(&self.executor.waiters).insert((device_id.to_string(), sn), tx);
+            (sn, outputs)
+        };
+        self.executor.run(outputs).await;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(answer)) => Ok(answer),
+            _ => {
+                lock(&self.executor.waiters).remove(&(device_id.to_string(), sn));
+                Err(QueryError::Timeout(timeout))
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+    #[error("the device did not answer within {0:?}")]
+    Timeout(Duration),
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -79,12 +120,17 @@ fn now_ms() -> i64 {
     Timestamp::now().as_millis()
 }
 
+/// Where a device's answer (and whether it is complete) goes.
+type AnswerSender = oneshot::Sender<(Body, bool)>;
+
 /// Carries out what the platform asks: store first (a device hears "registered" only once that is
 /// durable), then send.
 struct Executor {
     udp: Arc<UdpSocket>,
     tcp: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
     store: EventStore,
+    /// API requests waiting for a device's answer, by (device id, SN).
+    waiters: Mutex<HashMap<(String, u32), AnswerSender>>,
 }
 
 impl Executor {
@@ -118,6 +164,16 @@ impl Executor {
                     }
                 }
                 Output::Send { peer, bytes } => sends.push((peer, bytes)),
+                Output::Answer {
+                    device_id,
+                    sn,
+                    body,
+                    complete,
+                } => {
+                    if let Some(waiter) = lock(&self.waiters).remove(&(device_id, sn)) {
+                        let _ = waiter.send((body, complete));
+                    }
+                }
             }
         }
         for (peer, bytes) in sends {
@@ -194,6 +250,7 @@ pub async fn start(
         udp: Arc::new(udp),
         tcp: Mutex::new(HashMap::new()),
         store,
+        waiters: Mutex::new(HashMap::new()),
     });
     let metrics = Arc::new(SipMetrics::default());
     let sip = registry.sub_registry_with_prefix("appliance_sip");

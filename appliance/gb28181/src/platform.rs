@@ -48,6 +48,14 @@ pub enum Output {
         events: Vec<NewEvent>,
         before_reply: bool,
     },
+    /// A device answered the request numbered `sn` (paged answers once assembled, or partial
+    /// when they time out: `complete` false).
+    Answer {
+        device_id: String,
+        sn: u32,
+        body: Body,
+        complete: bool,
+    },
 }
 
 /// Counters the daemon exports as metrics.
@@ -287,7 +295,7 @@ impl Platform {
                 // A new registration (not a renewal): ask what the device is and what it has.
                 if !was_online {
                     for body in [Body::DeviceInfoQuery, Body::CatalogQuery] {
-                        if let Ok(sent) = self.request(&device_id, body, now_ms) {
+                        if let Ok((_, sent)) = self.request(&device_id, &device_id, body, now_ms) {
                             outputs.extend(sent);
                         }
                     }
@@ -370,34 +378,48 @@ impl Platform {
                 device.position = Some([longitude, latitude]);
             }
             Body::DeviceInfoResponse {
-                device_name,
-                manufacturer,
-                model,
-                firmware,
+                ref device_name,
+                ref manufacturer,
+                ref model,
+                ref firmware,
                 channel,
                 ..
             } => {
                 device.info = DeviceInfo {
-                    name: device_name,
-                    manufacturer,
-                    model,
-                    firmware,
+                    name: device_name.clone(),
+                    manufacturer: manufacturer.clone(),
+                    model: model.clone(),
+                    firmware: firmware.clone(),
                     channel_count: channel,
                 };
                 changed = true;
+                outputs.push(Output::Answer {
+                    device_id: device_id.clone(),
+                    sn: body.sn,
+                    body: body.body.clone(),
+                    complete: true,
+                });
             }
             Body::CatalogNotify { items, .. } => {
                 apply_catalog_changes(device, &items);
                 changed = true;
             }
-            Body::CatalogResponse { .. } => {
+            Body::CatalogResponse { .. }
+            | Body::RecordInfoResponse { .. }
+            | Body::PresetQueryResponse { .. } => {
                 let now = self.instant(now_ms);
                 if let Some(assembled) = self.assembler.add(body, now) {
                     let device = self.devices.get_mut(&device_id).expect("registered device");
-                    apply_catalog(device, &assembled.message.body, now_ms);
-                    changed = true;
+                    changed |= apply_catalog(device, &assembled.message.body, now_ms);
+                    outputs.push(answer(&device_id, assembled));
                 }
             }
+            other if body.root == Root::Response => outputs.push(Output::Answer {
+                device_id: device_id.clone(),
+                sn: body.sn,
+                body: other,
+                complete: true,
+            }),
             _ => {}
         }
         let device = self.devices.get_mut(&device_id).expect("registered device");
@@ -407,13 +429,15 @@ impl Platform {
         Message::response(request, 200, "OK")
     }
 
-    /// Sends a MANSCDP query or control to a device.
+    /// Sends a MANSCDP query or control to a device, addressed in the body to `target` (the
+    /// device itself or one of its channels). Returns the SN its answer will carry.
     pub fn request(
         &mut self,
         device_id: &str,
+        target: &str,
         body: Body,
         now_ms: i64,
-    ) -> Result<Vec<Output>, PlatformError> {
+    ) -> Result<(u32, Vec<Output>), PlatformError> {
         let device = self
             .devices
             .get(device_id)
@@ -429,7 +453,7 @@ impl Platform {
             _ => Root::Query,
         };
         let xml = manscdp::encode(
-            &manscdp::Message::new(root, sn, device_id, body),
+            &manscdp::Message::new(root, sn, target, body),
             if device.gb2312 {
                 Charset::Gb2312
             } else {
@@ -463,10 +487,13 @@ impl Platform {
         };
         self.client
             .start(branch, device.peer, bytes.clone(), purpose, now_ms);
-        Ok(vec![Output::Send {
-            peer: device.peer,
-            bytes,
-        }])
+        Ok((
+            sn,
+            vec![Output::Send {
+                peer: device.peer,
+                bytes,
+            }],
+        ))
     }
 
     /// Clock tick (about once a second): offline detection, retransmissions, timeouts.
@@ -519,10 +546,21 @@ impl Platform {
                 if apply_catalog(device, &partial.message.body, now_ms) {
                     outputs.push(commit(device, vec![]));
                 }
+                let device_id = device.id.clone();
+                outputs.push(answer(&device_id, partial));
             }
         }
         self.server.expire(now_ms);
         outputs
+    }
+}
+
+fn answer(device_id: &str, assembled: manscdp::assembly::Assembled) -> Output {
+    Output::Answer {
+        device_id: device_id.to_string(),
+        sn: assembled.message.sn,
+        body: assembled.message.body,
+        complete: assembled.complete,
     }
 }
 

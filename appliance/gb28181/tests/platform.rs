@@ -97,7 +97,7 @@ fn responses(outputs: &[Output]) -> Vec<Message> {
         .iter()
         .filter_map(|o| match o {
             Output::Send { bytes, .. } => Some(Message::parse(bytes).unwrap()),
-            Output::Commit { .. } => None,
+            Output::Commit { .. } | Output::Answer { .. } => None,
         })
         .collect()
 }
@@ -107,7 +107,7 @@ fn event_kinds(outputs: &[Output]) -> Vec<String> {
         .iter()
         .flat_map(|o| match o {
             Output::Commit { events, .. } => events.iter().map(|e| e.kind.clone()).collect(),
-            Output::Send { .. } => Vec::new(),
+            Output::Send { .. } | Output::Answer { .. } => Vec::new(),
         })
         .collect()
 }
@@ -270,8 +270,8 @@ fn requests_to_a_device_go_to_where_it_last_spoke_from_and_are_retransmitted_ove
         },
     );
     platform.on_message(&keepalive, moved, 1_000);
-    let outputs = platform
-        .request(DEVICE, Body::DeviceStatusQuery, 2_000)
+    let (_, outputs) = platform
+        .request(DEVICE, DEVICE, Body::DeviceStatusQuery, 2_000)
         .unwrap();
     let Output::Send { peer, bytes } = &outputs[0] else {
         panic!("a send")
@@ -361,4 +361,50 @@ fn register_or_refused(platform: &mut Platform, camera: &mut Camera, now: i64) -
         now,
     ))[0]
         .status()
+}
+
+#[test]
+fn a_device_answer_is_handed_back_under_the_sn_of_the_request() {
+    let mut platform = Platform::new(config(), [7; 32], Vec::new(), 0);
+    let mut camera = Camera::new();
+    register(&mut platform, &mut camera, 0);
+    let (sn, _) = platform
+        .request(DEVICE, DEVICE, Body::DeviceStatusQuery, 1_000)
+        .unwrap();
+    let status = Body::DeviceStatusResponse {
+        online: Some(true),
+        status: Some("OK".into()),
+        record: None,
+        device_time: None,
+        alarm_status: Vec::new(),
+    };
+    let xml = manscdp::encode(
+        &manscdp::Message::response(status.clone(), sn, DEVICE),
+        Charset::Utf8,
+    );
+    camera.cseq += 1;
+    let message = RequestBuilder::new("MESSAGE", &format!("sip:34020000002000000001@{REALM}"))
+        .via("UDP", "192.0.2.10:5060")
+        .from(&format!("sip:{DEVICE}@{REALM}"), &new_tag())
+        .to(&format!("sip:34020000002000000001@{REALM}"), None)
+        .call_id("answer-1")
+        .cseq(camera.cseq)
+        .body("Application/MANSCDP+xml", xml)
+        .build()
+        .unwrap()
+        .to_bytes();
+    let outputs = platform.on_message(&message, peer(), 1_200);
+    let answers: Vec<_> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Answer {
+                device_id,
+                sn,
+                body,
+                complete,
+            } => Some((device_id.clone(), *sn, body.clone(), *complete)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers, [(DEVICE.to_string(), sn, status, true)]);
 }

@@ -2,15 +2,18 @@
 
 use appliance_gb28181::device::Device;
 use appliance_gb28181::platform::PlatformError;
-use appliance_manscdp::Body;
-use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use serde::Serialize;
-use utoipa::ToSchema;
+use std::time::Duration;
 
-use super::{ApiError, AppState};
-use crate::sip::SipHandle;
+use appliance_manscdp::ptz::{Pan, PtzCommand, PtzInstruction, Tilt, Zoom};
+use appliance_manscdp::{Body, DeviceControl};
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{ApiError, AppState, query_params};
+use crate::sip::{QueryError, SipHandle};
 
 #[derive(Serialize, ToSchema)]
 pub struct DeviceList {
@@ -73,19 +76,270 @@ pub async fn refresh_catalog(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Requested>), ApiError> {
-    match sip(&state)?.request(&id, Body::CatalogQuery).await {
-        Ok(()) => Ok((
-            StatusCode::ACCEPTED,
-            Json(Requested {
-                status: "requested",
-            }),
-        )),
-        Err(PlatformError::UnknownDevice(_)) => Err(ApiError::not_found(format!("no device {id}"))),
-        Err(e @ PlatformError::Offline(_)) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "offline",
+    sip(&state)?.request(&id, &id, Body::CatalogQuery).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Requested {
+            status: "requested",
+        }),
+    ))
+}
+
+/// How long the API waits for a device's answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A device's answer to a query, as the device sent it (assembled when paged).
+#[derive(Serialize, ToSchema)]
+pub struct DeviceAnswer {
+    /// False when only part of a paged answer arrived in time.
+    complete: bool,
+    /// The MANSCDP answer, e.g. `{"DeviceStatusResponse": {…}}` or `{"RecordInfoResponse": {…}}`.
+    #[schema(value_type = Object)]
+    answer: serde_json::Value,
+}
+
+impl From<PlatformError> for ApiError {
+    fn from(e: PlatformError) -> ApiError {
+        match e {
+            PlatformError::UnknownDevice(id) => ApiError::not_found(format!("no device {id}")),
+            e @ PlatformError::Offline(_) => {
+                ApiError::new(StatusCode::CONFLICT, "offline", e.to_string())
+            }
+            e @ PlatformError::Build(_) => ApiError::internal(e),
+        }
+    }
+}
+
+async fn ask(
+    state: &AppState,
+    id: &str,
+    target: &str,
+    body: Body,
+) -> Result<Json<DeviceAnswer>, ApiError> {
+    match sip(state)?.query(id, target, body, ANSWER_TIMEOUT).await {
+        Ok((answer, complete)) => Ok(Json(DeviceAnswer {
+            complete,
+            answer: serde_json::to_value(answer).map_err(ApiError::internal)?,
+        })),
+        Err(QueryError::Platform(e)) => Err(e.into()),
+        Err(e @ QueryError::Timeout(_)) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "device_timeout",
             e.to_string(),
         )),
-        Err(e @ PlatformError::Build(_)) => Err(ApiError::internal(e)),
     }
+}
+
+/// Query parameters naming a channel of the device (the device itself when absent).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ChannelParam {
+    /// 20-digit channel id; defaults to the device.
+    channel: Option<String>,
+}
+
+/// Ask a device for its status (online, recording, alarm inputs).
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices/{id}/status",
+    params(("id" = String, Path, description = "20-digit GB28181 device id")),
+    responses(
+        (status = 200, body = DeviceAnswer),
+        (status = 404, body = super::error::ErrorBody),
+        (status = 409, body = super::error::ErrorBody),
+        (status = 504, description = "The device did not answer", body = super::error::ErrorBody),
+    ),
+)]
+pub async fn device_status(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<DeviceAnswer>, ApiError> {
+    ask(&state, &id, &id, Body::DeviceStatusQuery).await
+}
+
+/// Ask a channel for its presets.
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices/{id}/presets",
+    params(("id" = String, Path, description = "20-digit GB28181 device id"), ChannelParam),
+    responses((status = 200, body = DeviceAnswer), (status = 504, body = super::error::ErrorBody)),
+)]
+pub async fn presets(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<DeviceAnswer>, ApiError> {
+    let params: ChannelParam = query_params(raw.as_deref())?;
+    let target = params.channel.unwrap_or_else(|| id.clone());
+    ask(&state, &id, &target, Body::PresetQuery).await
+}
+
+/// Recording search on a channel.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RecordSearch {
+    /// 20-digit channel id; defaults to the device.
+    channel: Option<String>,
+    /// Start, device local time `YYYY-MM-DDThh:mm:ss`.
+    start: String,
+    /// End, device local time `YYYY-MM-DDThh:mm:ss`.
+    end: String,
+    /// `all` (default), `time`, `alarm` or `manual`.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    record_type: Option<String>,
+}
+
+/// `YYYY-MM-DDThh:mm:ss`, the time format MANSCDP uses.
+fn check_gb_time(name: &str, value: &str) -> Result<(), ApiError> {
+    let shape = value.len() == 19
+        && value.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            10 => b == b'T',
+            13 | 16 => b == b':',
+            _ => b.is_ascii_digit(),
+        });
+    if shape {
+        Ok(())
+    } else {
+        Err(ApiError::bad_parameter(
+            name,
+            format!("`{value}` is not YYYY-MM-DDThh:mm:ss"),
+        ))
+    }
+}
+
+/// Ask a device which recordings it has in a time range (answers may span several messages).
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices/{id}/records",
+    params(("id" = String, Path, description = "20-digit GB28181 device id"), RecordSearch),
+    responses(
+        (status = 200, body = DeviceAnswer),
+        (status = 400, body = super::error::ErrorBody),
+        (status = 504, body = super::error::ErrorBody),
+    ),
+)]
+pub async fn records(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<DeviceAnswer>, ApiError> {
+    let search: RecordSearch = query_params(raw.as_deref())?;
+    check_gb_time("start", &search.start)?;
+    check_gb_time("end", &search.end)?;
+    let record_type = search.record_type.unwrap_or_else(|| "all".into());
+    if !["all", "time", "alarm", "manual"].contains(&record_type.as_str()) {
+        return Err(ApiError::bad_parameter(
+            "type",
+            "must be all, time, alarm or manual",
+        ));
+    }
+    let target = search.channel.unwrap_or_else(|| id.clone());
+    let body = Body::RecordInfoQuery {
+        start_time: search.start,
+        end_time: search.end,
+        record_type: Some(record_type),
+        file_path: None,
+        secrecy: Some(0),
+    };
+    ask(&state, &id, &target, body).await
+}
+
+/// A pan/tilt/zoom or preset command.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PtzRequest {
+    /// 20-digit channel id; defaults to the device.
+    channel: Option<String>,
+    /// `left`, `right`, `up`, `down`, `zoom_in`, `zoom_out`, `stop`, `preset_set`,
+    /// `preset_goto` or `preset_delete`.
+    action: String,
+    /// Speed 0–255 for moves (zoom uses the top 4 bits' worth, 0–15). Default 128.
+    speed: Option<u8>,
+    /// Preset number 1–255 for the preset actions.
+    preset: Option<u8>,
+}
+
+fn ptz_instruction(request: &PtzRequest) -> Result<PtzInstruction, ApiError> {
+    let speed = request.speed.unwrap_or(128);
+    let movement = |pan, tilt, zoom| {
+        PtzInstruction::Move(PtzCommand {
+            pan,
+            tilt,
+            zoom,
+            pan_speed: speed,
+            tilt_speed: speed,
+            zoom_speed: speed >> 4,
+        })
+    };
+    let preset = || match request.preset {
+        Some(n) if n > 0 => Ok(n),
+        _ => Err(ApiError::bad_parameter(
+            "preset",
+            "preset actions need a preset number 1–255",
+        )),
+    };
+    Ok(match request.action.as_str() {
+        "left" => movement(Some(Pan::Left), None, None),
+        "right" => movement(Some(Pan::Right), None, None),
+        "up" => movement(None, Some(Tilt::Up), None),
+        "down" => movement(None, Some(Tilt::Down), None),
+        "zoom_in" => movement(None, None, Some(Zoom::In)),
+        "zoom_out" => movement(None, None, Some(Zoom::Out)),
+        "stop" => PtzInstruction::Stop,
+        "preset_set" => PtzInstruction::PresetSet(preset()?),
+        "preset_goto" => PtzInstruction::PresetGoto(preset()?),
+        "preset_delete" => PtzInstruction::PresetDelete(preset()?),
+        other => {
+            return Err(ApiError::bad_parameter(
+                "action",
+                format!("`{other}` is not a PTZ action"),
+            ));
+        }
+    })
+}
+
+/// Move a PTZ camera or use its presets (DeviceControl PTZCmd).
+#[utoipa::path(
+    post,
+    path = "/api/v1/devices/{id}/ptz",
+    params(("id" = String, Path, description = "20-digit GB28181 device id")),
+    request_body = PtzRequest,
+    responses(
+        (status = 202, body = Requested),
+        (status = 400, body = super::error::ErrorBody),
+        (status = 404, body = super::error::ErrorBody),
+        (status = 409, body = super::error::ErrorBody),
+    ),
+)]
+pub async fn ptz(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Requested>), ApiError> {
+    let request: PtzRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            format!("request body: {e}"),
+        )
+    })?;
+    let instruction = ptz_instruction(&request)?;
+    let target = request.channel.clone().unwrap_or_else(|| id.clone());
+    sip(&state)?
+        .request(
+            &id,
+            &target,
+            Body::DeviceControl(DeviceControl::Ptz(instruction)),
+        )
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Requested {
+            status: "requested",
+        }),
+    ))
 }

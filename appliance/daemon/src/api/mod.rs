@@ -75,6 +75,10 @@ impl AppState {
         devices::list_devices,
         devices::get_device,
         devices::refresh_catalog,
+        devices::device_status,
+        devices::presets,
+        devices::records,
+        devices::ptz,
     ),
     components(schemas(
         appliance_model::Event,
@@ -89,6 +93,8 @@ impl AppState {
         events::AckRequest,
         devices::DeviceList,
         devices::Requested,
+        devices::DeviceAnswer,
+        devices::PtzRequest,
         appliance_gb28181::device::Device,
         appliance_gb28181::device::Channel,
         appliance_gb28181::device::DeviceInfo,
@@ -102,6 +108,18 @@ impl AppState {
 )]
 pub struct ApiDoc;
 
+/// Typed query parameters; a missing, unknown or malformed one is a JSON 400 that names it
+/// (axum's `Query` rejection is plain text).
+fn query_params<T: serde::de::DeserializeOwned>(raw: Option<&str>) -> Result<T, ApiError> {
+    serde_urlencoded::from_str(raw.unwrap_or("")).map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "bad_parameter",
+            format!("query parameters: {e}"),
+        )
+    })
+}
+
 /// Routes that will require a signed-in user once authentication exists.
 fn protected_routes() -> Router<AppState> {
     Router::new()
@@ -112,6 +130,10 @@ fn protected_routes() -> Router<AppState> {
         .route("/devices", get(devices::list_devices))
         .route("/devices/{id}", get(devices::get_device))
         .route("/devices/{id}/catalog", post(devices::refresh_catalog))
+        .route("/devices/{id}/status", get(devices::device_status))
+        .route("/devices/{id}/presets", get(devices::presets))
+        .route("/devices/{id}/records", get(devices::records))
+        .route("/devices/{id}/ptz", post(devices::ptz))
 }
 
 pub fn router(state: AppState) -> Router {
