@@ -34,6 +34,10 @@ bench-store *ARGS:
 bench-sip:
     scripts/bench-sip.sh
 
+# Fuzz the SIP, MANSCDP, SDP and digest parsers (nightly + cargo-fuzz), SECONDS per target.
+fuzz SECONDS="60" *TARGETS:
+    scripts/fuzz.sh {{ SECONDS }} {{ TARGETS }}
+
 # cargo fmt --check and clippy with warnings as errors.
 lint:
     cargo fmt --all --check

@@ -393,16 +393,45 @@ fn required_text(e: &Element, name: &str, path: &str) -> Result<String, ManscdpE
     }
 }
 
+/// Numbers MANSCDP carries. Floats must be finite: `NaN` or `inf` would never compare equal
+/// (a position would look changed on every message) and serialise to JSON `null`, which the
+/// stored device could then not be read back from.
+trait Number: FromStr {
+    fn is_usable(&self) -> bool {
+        true
+    }
+}
+
+impl Number for u8 {}
+impl Number for u16 {}
+impl Number for u32 {}
+impl Number for u64 {}
+impl Number for i32 {}
+impl Number for i64 {}
+impl Number for f64 {
+    fn is_usable(&self) -> bool {
+        self.is_finite()
+    }
+}
+
 fn required_number<T>(e: &Element, name: &str, path: &str) -> Result<T, ManscdpError>
 where
-    T: FromStr,
+    T: Number,
     T::Err: Display,
 {
     let child = e.child(name).ok_or_else(|| ManscdpError::missing(path))?;
-    child
+    let value: T = child
         .text()
         .parse()
-        .map_err(|error| ManscdpError::invalid(path, child.text(), error))
+        .map_err(|error| ManscdpError::invalid(path, child.text(), error))?;
+    if !value.is_usable() {
+        return Err(ManscdpError::invalid(
+            path,
+            child.text(),
+            "not a finite number",
+        ));
+    }
+    Ok(value)
 }
 
 /// Present → `Some(text)`, even when empty, so that `Some("")` round-trips.
@@ -414,9 +443,9 @@ fn text_or_empty(e: &Element, name: &str) -> String {
     text(e, name).unwrap_or_default()
 }
 
-/// Absent, empty or unparsable → `None` (see the crate docs on tolerance).
-fn number<T: FromStr>(e: &Element, name: &str) -> Option<T> {
-    e.child(name)?.text().parse().ok()
+/// Absent, empty, unparsable or not finite → `None` (see the crate docs on tolerance).
+fn number<T: Number>(e: &Element, name: &str) -> Option<T> {
+    e.child(name)?.text().parse().ok().filter(Number::is_usable)
 }
 
 /// ON/ONLINE/OK → true, OFF/OFFLINE → false, anything else → `None`.

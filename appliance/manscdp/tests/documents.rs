@@ -847,3 +847,23 @@ fn gb2312_output() {
     );
     assert_eq!(decode(&utf8).unwrap(), (message, Charset::Utf8));
 }
+
+/// Not-a-number positions would never compare equal and turn into JSON `null` in the stored
+/// device; required ones are refused, optional ones dropped.
+#[test]
+fn non_finite_numbers_are_refused_or_dropped() {
+    let position = br#"<?xml version="1.0" encoding="UTF-8"?>
+<Notify><CmdType>MobilePosition</CmdType><SN>1</SN><DeviceID>34020000001320000001</DeviceID>
+<Time>2026-11-24T10:00:00</Time><Longitude>NaN</Longitude><Latitude>30.5</Latitude></Notify>"#;
+    let error = appliance_manscdp::decode(position).unwrap_err().to_string();
+    assert!(error.contains("Longitude"), "{error}");
+    let alarm = br#"<?xml version="1.0" encoding="UTF-8"?>
+<Notify><CmdType>Alarm</CmdType><SN>2</SN><DeviceID>34020000001320000001</DeviceID>
+<AlarmPriority>1</AlarmPriority><Longitude>inf</Longitude><Latitude>30.5</Latitude></Notify>"#;
+    let (message, _) = appliance_manscdp::decode(alarm).unwrap();
+    let appliance_manscdp::Body::Alarm(alarm) = message.body else {
+        panic!("an alarm")
+    };
+    assert_eq!(alarm.longitude, None);
+    assert_eq!(alarm.latitude, Some(30.5));
+}

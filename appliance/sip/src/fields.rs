@@ -16,8 +16,9 @@ pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// logical header lines, joining folded continuation lines (RFC 3261 §7.3.1: a line starting with
 /// SP or HTAB continues the previous one and the fold counts as a single SP).
 ///
-/// A continuation line with nothing before it is returned as its own line; it then fails the
-/// callers' header-name check, which is where it is reported.
+/// A continuation line with nothing before it is returned as its own line; callers trim it, so a
+/// first header line ` Via: …` is read as `Via`. The framer and the parser share this function,
+/// so they still agree on where a message ends.
 pub(crate) fn logical_lines(section: &[u8]) -> Vec<Cow<'_, [u8]>> {
     let mut lines: Vec<Cow<'_, [u8]>> = Vec::new();
     if section.is_empty() {
