@@ -258,6 +258,28 @@ impl Shared {
     }
 }
 
+/// How long `open` waits for a previous handle of the same store, in this process, to let go.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Opens sled, waiting while its file lock is still held. sled releases the lock only when its
+/// background flusher thread notices that the last handle is gone (up to one flush interval after
+/// the drop), so reopening a store right after closing it in the same process can find it
+/// locked. sled reports this only as an `Other` I/O error with a message, hence the text match.
+fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            result => return result,
+        }
+    }
+}
+
 /// A handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct EventStore {
@@ -300,10 +322,11 @@ impl EventStore {
     ) -> Result<EventStore, StoreError> {
         let records_dir = options.dir.join("records");
         fs::create_dir_all(&records_dir)?;
-        let db = sled::Config::new()
-            .path(&records_dir)
-            .cache_capacity(options.cache_capacity)
-            .open()?;
+        let db = open_sled(
+            &sled::Config::new()
+                .path(&records_dir)
+                .cache_capacity(options.cache_capacity),
+        )?;
         let tree = db.open_tree("appliance")?;
         let data_file = File::open(records_dir.join("db"))?;
         let media = MediaFiles::open(&options.dir.join("media"))?;

@@ -573,3 +573,19 @@ fn state_changes_commit_atomically_with_events_and_survive_reopen() {
     assert!(store.state_entries("sessions").unwrap().is_empty());
     assert!(store.verify().unwrap().problems.is_empty());
 }
+
+/// sled can hold its file lock for a moment after the last handle is dropped (its background
+/// I/O still finishing); reopening at once (tests, or a restart inside one process) must wait for
+/// that, not fail. The race is timing-dependent: this loop hit it in CI only occasionally before
+/// `open_sled` waited for the lock, so it runs many rounds to give it the chance.
+#[test]
+fn reopening_right_after_closing_waits_for_sleds_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..50 {
+        let store = open(dir.path());
+        store.append(event("cam", "x", T0 + round)).wait().unwrap();
+        store.close();
+        drop(store);
+    }
+    assert_eq!(open(dir.path()).usage().unwrap().events, 50);
+}
