@@ -388,6 +388,19 @@ fn the_api_queries_and_controls_a_device_and_waits_for_its_answers() {
             .contains("`preset`"),
         "{status} {body}"
     );
+    let control = format!("/api/v1/devices/{DEVICE}/control");
+    for command in ["iframe", "guard_on", "alarm_reset"] {
+        let (status, body) = daemon.post(&control, &format!(r#"{{"command": "{command}"}}"#));
+        assert_eq!(status, 202, "{command}: {body}");
+    }
+    let (status, body) = daemon.post(&control, r#"{"command": "self_destruct"}"#);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`command`"),
+        "{status} {body}"
+    );
     let (status, _) = daemon.get("/api/v1/devices/34020000001329999999/status");
     assert_eq!(status, 404);
     let _ = sim.kill();

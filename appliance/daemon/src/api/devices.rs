@@ -343,3 +343,70 @@ pub async fn ptz(
         }),
     ))
 }
+
+/// A device control other than PTZ.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ControlRequest {
+    /// 20-digit channel id; defaults to the device.
+    channel: Option<String>,
+    /// `teleboot` (reboot), `guard_on`, `guard_off`, `alarm_reset`, `iframe` (request a key
+    /// frame), `record_start` or `record_stop`.
+    command: String,
+}
+
+/// Reboot a device, arm or disarm it, reset its alarm, ask for a key frame, start or stop its
+/// recording (DeviceControl).
+#[utoipa::path(
+    post,
+    path = "/api/v1/devices/{id}/control",
+    params(("id" = String, Path, description = "20-digit GB28181 device id")),
+    request_body = ControlRequest,
+    responses(
+        (status = 202, body = Requested),
+        (status = 400, body = super::error::ErrorBody),
+        (status = 404, body = super::error::ErrorBody),
+        (status = 409, body = super::error::ErrorBody),
+    ),
+)]
+pub async fn control(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Requested>), ApiError> {
+    let request: ControlRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            format!("request body: {e}"),
+        )
+    })?;
+    let control = match request.command.as_str() {
+        "teleboot" => DeviceControl::TeleBoot,
+        "guard_on" => DeviceControl::Guard { set: true },
+        "guard_off" => DeviceControl::Guard { set: false },
+        "alarm_reset" => DeviceControl::AlarmReset {
+            method: None,
+            alarm_type: None,
+        },
+        "iframe" => DeviceControl::IFrame,
+        "record_start" => DeviceControl::Record { start: true },
+        "record_stop" => DeviceControl::Record { start: false },
+        other => {
+            return Err(ApiError::bad_parameter(
+                "command",
+                format!("`{other}` is not a device control"),
+            ));
+        }
+    };
+    let target = request.channel.unwrap_or_else(|| id.clone());
+    sip(&state)?
+        .request(&id, &target, Body::DeviceControl(control))
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Requested {
+            status: "requested",
+        }),
+    ))
+}

@@ -79,6 +79,7 @@ impl AppState {
         devices::presets,
         devices::records,
         devices::ptz,
+        devices::control,
     ),
     components(schemas(
         appliance_model::Event,
@@ -95,6 +96,7 @@ impl AppState {
         devices::Requested,
         devices::DeviceAnswer,
         devices::PtzRequest,
+        devices::ControlRequest,
         appliance_gb28181::device::Device,
         appliance_gb28181::device::Channel,
         appliance_gb28181::device::DeviceInfo,
@@ -134,6 +136,7 @@ fn protected_routes() -> Router<AppState> {
         .route("/devices/{id}/presets", get(devices::presets))
         .route("/devices/{id}/records", get(devices::records))
         .route("/devices/{id}/ptz", post(devices::ptz))
+        .route("/devices/{id}/control", post(devices::control))
 }
 
 pub fn router(state: AppState) -> Router {
