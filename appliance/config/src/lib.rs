@@ -35,6 +35,7 @@
 //! heartbeat_missed = 3
 //! min_register_expires = 60
 //! max_register_expires = 86400
+//! subscriptions = ["catalog", "alarm"]
 //!
 //! [sip.device_passwords]
 //! # "<device id>" = "<password>"
@@ -229,6 +230,11 @@ pub struct SipConfig {
     /// Longest registration granted (seconds); longer requests are cut to it. Default `86400`.
     #[serde(deserialize_with = "register_expires")]
     pub max_register_expires: u32,
+    /// Subscriptions held on every online device: any of `catalog`, `alarm`,
+    /// `mobile_position`. Default `["catalog", "alarm"]`; devices that refuse are asked again
+    /// an hour later.
+    #[serde(deserialize_with = "subscriptions")]
+    pub subscriptions: Vec<String>,
 }
 
 impl Default for SipConfig {
@@ -243,6 +249,7 @@ impl Default for SipConfig {
             heartbeat_missed: 3,
             min_register_expires: 60,
             max_register_expires: DAY as u32,
+            subscriptions: vec!["catalog".to_owned(), "alarm".to_owned()],
         }
     }
 }
@@ -330,6 +337,23 @@ fn heartbeat_missed<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D
 
 fn register_expires<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
     within(u32::deserialize(deserializer)?, 10, Some(7 * DAY as u32))
+}
+
+/// The subscription kinds `[sip] subscriptions` may name.
+pub const SUBSCRIPTION_KINDS: [&str; 3] = ["catalog", "alarm", "mobile_position"];
+
+fn subscriptions<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    let kinds = Vec::<String>::deserialize(deserializer)?;
+    if let Some(unknown) = kinds
+        .iter()
+        .find(|k| !SUBSCRIPTION_KINDS.contains(&k.as_str()))
+    {
+        return Err(de::Error::custom(format!(
+            "`{unknown}` is not one of {}",
+            SUBSCRIPTION_KINDS.join(", ")
+        )));
+    }
+    Ok(kinds)
 }
 
 fn filter<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
@@ -458,6 +482,7 @@ impl Config {
                     heartbeat_missed,
                     min_register_expires,
                     max_register_expires,
+                    subscriptions,
                 },
         } = self;
         let device_passwords: String = device_passwords
@@ -515,6 +540,8 @@ heartbeat_missed = {heartbeat_missed}
 # Registration lifetime bounds in seconds (shorter: 423, longer: cut).
 min_register_expires = {min_register_expires}
 max_register_expires = {max_register_expires}
+# Subscriptions held on every online device: catalog, alarm, mobile_position.
+subscriptions = {subscriptions}
 
 [sip.device_passwords]
 # "<device id>" = "<password>"
@@ -534,6 +561,7 @@ max_register_expires = {max_register_expires}
             domain = toml_string(domain),
             password = toml_string(password),
             heartbeat_interval = toml_string(heartbeat_interval),
+            subscriptions = Value::Array(subscriptions.iter().map(toml_string).collect()),
         )
     }
 }

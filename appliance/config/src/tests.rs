@@ -42,6 +42,7 @@ heartbeat_interval = "30s"
 heartbeat_missed = 2
 min_register_expires = 120
 max_register_expires = 7200
+subscriptions = ["mobile_position"]
 
 [sip.device_passwords]
 "44010000001320000001" = "cam-secret"
@@ -77,6 +78,7 @@ fn full() -> Config {
             heartbeat_missed: 2,
             min_register_expires: 120,
             max_register_expires: 7200,
+            subscriptions: vec!["mobile_position".into()],
         },
     }
 }
@@ -422,6 +424,11 @@ fn sip_ids_must_have_their_digit_counts() {
     let err = parse("[sip]\ndomain = \"34020000ab\"\n").unwrap_err();
     assert!(
         err.contains("sip.domain") && err.contains("10 digits"),
+        "{err}"
+    );
+    let err = parse("[sip]\nsubscriptions = [\"weather\"]\n").unwrap_err();
+    assert!(
+        err.contains("sip.subscriptions") && err.contains("weather"),
         "{err}"
     );
     let err = parse("[sip]\nheartbeat_missed = 0\n").unwrap_err();

@@ -11,6 +11,7 @@ use appliance_config::SipConfig;
 use appliance_gb28181::device::{Device, Peer, Transport};
 use appliance_gb28181::platform::{Counters, Output, Platform, PlatformConfig, PlatformError};
 use appliance_gb28181::registrar::RegistrarConfig;
+use appliance_gb28181::subscription::SubscriptionKind;
 use appliance_manscdp::Body;
 use appliance_model::Timestamp;
 use appliance_sip::digest::Algorithm;
@@ -239,6 +240,16 @@ pub async fn start(
             .unwrap_or(i64::MAX),
         heartbeat_missed: config.heartbeat_missed,
         user_agent: format!("applianced/{}", env!("CARGO_PKG_VERSION")),
+        subscriptions: config
+            .subscriptions
+            .iter()
+            .map(|kind| match kind.as_str() {
+                "catalog" => SubscriptionKind::Catalog,
+                "alarm" => SubscriptionKind::Alarm,
+                // The config crate admits only the three kinds.
+                _ => SubscriptionKind::MobilePosition,
+            })
+            .collect(),
     };
     let platform = Arc::new(Mutex::new(Platform::new(
         platform_config,

@@ -6,4 +6,5 @@ pub mod platform;
 pub mod registrar;
 pub mod sdp;
 pub mod ssrc;
+pub mod subscription;
 pub mod transaction;

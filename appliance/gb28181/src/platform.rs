@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 
 use crate::device::{Channel, Device, DeviceInfo, Peer, Transport};
 use crate::registrar::{Decision, Registrar, RegistrarConfig};
+use crate::subscription::{self, Subscription, SubscriptionKind};
 use crate::transaction::{ClientTransactions, Purpose, ServerTransactions};
 
 /// How long a multi-message response (catalog, record list) may take to arrive completely.
@@ -30,6 +31,8 @@ pub struct PlatformConfig {
     pub heartbeat_missed: u32,
     /// `User-Agent` we send.
     pub user_agent: String,
+    /// Subscriptions held on every online device (refreshed before they expire).
+    pub subscriptions: Vec<SubscriptionKind>,
 }
 
 /// What the driver must do after an input.
@@ -82,6 +85,9 @@ pub struct Platform {
     counters: Counters,
     /// Maps our millisecond clock onto `Instant` for the MANSCDP assembler.
     clock_origin: (Instant, i64),
+    subscriptions: HashMap<(String, SubscriptionKind), Subscription>,
+    /// Outstanding SUBSCRIBE requests by Via branch.
+    subscribing: HashMap<String, (String, SubscriptionKind)>,
 }
 
 /// Why a request to a device could not be made.
@@ -122,6 +128,8 @@ impl Platform {
             next_sn: 1,
             counters: Counters::default(),
             clock_origin: (Instant::now(), now_ms),
+            subscriptions: HashMap::new(),
+            subscribing: HashMap::new(),
         }
     }
 
@@ -154,7 +162,7 @@ impl Platform {
             }
         };
         if !message.is_request() {
-            self.on_response(&message);
+            self.on_response(&message, now_ms);
             return Vec::new();
         }
         let method = message.method().unwrap_or_default().to_string();
@@ -195,11 +203,25 @@ impl Platform {
         outputs
     }
 
-    fn on_response(&mut self, response: &Message) {
+    fn on_response(&mut self, response: &Message, now_ms: i64) {
         let (Some(branch), Some(status)) = (response.via_branch(), response.status()) else {
             self.counters.malformed_messages += 1;
             return;
         };
+        if status >= 200
+            && let Some(key) = self.subscribing.remove(&branch)
+            && let Some(subscription) = self.subscriptions.get_mut(&key)
+        {
+            if status < 300 {
+                let expires = match response.expires() {
+                    Some(Ok(expires)) => expires,
+                    _ => subscription::EXPIRES_SECS,
+                };
+                subscription.accepted(response.to_tag(), expires, now_ms);
+            } else {
+                subscription.failed(now_ms);
+            }
+        }
         if let Some(purpose) = self.client.on_response(&branch, status)
             && status >= 300
         {
@@ -234,6 +256,7 @@ impl Platform {
                     .header("Min-Expires", &min_expires.to_string())
             }
             Decision::Unregistered { device_id } => {
+                self.subscriptions.retain(|(id, _), _| *id != device_id);
                 if let Some(device) = self.devices.get_mut(&device_id) {
                     device.expires_at_ms = now_ms;
                     let was_online = std::mem::replace(&mut device.online, false);
@@ -438,6 +461,49 @@ impl Platform {
         body: Body,
         now_ms: i64,
     ) -> Result<(u32, Vec<Output>), PlatformError> {
+        let sn = self.take_sn();
+        let root = match body {
+            Body::DeviceControl(_) | Body::DeviceConfigBasic(_) => Root::Control,
+            _ => Root::Query,
+        };
+        let what = body.cmd_type().to_string();
+        let dialog = Dialog {
+            call_id: None,
+            from_tag: new_tag(),
+            to_tag: None,
+            cseq: sn,
+        };
+        let (_, outputs) = self.send_request(
+            device_id,
+            "MESSAGE",
+            &[],
+            manscdp::Message::new(root, sn, target, body),
+            dialog,
+            what,
+            now_ms,
+        )?;
+        Ok((sn, outputs))
+    }
+
+    fn take_sn(&mut self) -> u32 {
+        let sn = self.next_sn;
+        self.next_sn = self.next_sn.wrapping_add(1).max(1);
+        sn
+    }
+
+    /// Builds, sends and tracks (retransmissions) one request carrying a MANSCDP body; returns
+    /// its Via branch.
+    #[allow(clippy::too_many_arguments)]
+    fn send_request(
+        &mut self,
+        device_id: &str,
+        method: &str,
+        headers: &[(&str, String)],
+        body: manscdp::Message,
+        dialog: Dialog,
+        what: String,
+        now_ms: i64,
+    ) -> Result<(String, Vec<Output>), PlatformError> {
         let device = self
             .devices
             .get(device_id)
@@ -445,40 +511,41 @@ impl Platform {
         if !device.online {
             return Err(PlatformError::Offline(device_id.to_string()));
         }
-        let sn = self.next_sn;
-        self.next_sn = self.next_sn.wrapping_add(1).max(1);
-        let what = body.cmd_type().to_string();
-        let root = match body {
-            Body::DeviceControl(_) | Body::DeviceConfigBasic(_) => Root::Control,
-            _ => Root::Query,
+        let charset = if device.gb2312 {
+            Charset::Gb2312
+        } else {
+            Charset::Utf8
         };
-        let xml = manscdp::encode(
-            &manscdp::Message::new(root, sn, target, body),
-            if device.gb2312 {
-                Charset::Gb2312
-            } else {
-                Charset::Utf8
-            },
-        );
+        let xml = manscdp::encode(&body, charset);
         let domain = &self.config.registrar.realm;
         let transport = match device.peer.transport {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
         };
-        let message =
-            RequestBuilder::new("MESSAGE", &format!("sip:{device_id}@{}", device.peer.addr))
+        let call_id = dialog
+            .call_id
+            .unwrap_or_else(|| new_call_id(&device.platform_host));
+        let mut builder =
+            RequestBuilder::new(method, &format!("sip:{device_id}@{}", device.peer.addr))
                 .via(transport, &device.platform_host)
                 .from(
                     &format!("sip:{}@{domain}", self.config.platform_id),
-                    &new_tag(),
+                    &dialog.from_tag,
                 )
-                .to(&format!("sip:{device_id}@{domain}"), None)
-                .call_id(&new_call_id(&device.platform_host))
-                .cseq(sn)
-                .header("User-Agent", &self.config.user_agent)
-                .body("Application/MANSCDP+xml", xml)
-                .build()
-                .map_err(|e| PlatformError::Build(e.to_string()))?;
+                .to(
+                    &format!("sip:{device_id}@{domain}"),
+                    dialog.to_tag.as_deref(),
+                )
+                .call_id(&call_id)
+                .cseq(dialog.cseq)
+                .header("User-Agent", &self.config.user_agent);
+        for (name, value) in headers {
+            builder = builder.header(name, value);
+        }
+        let message = builder
+            .body("Application/MANSCDP+xml", xml)
+            .build()
+            .map_err(|e| PlatformError::Build(e.to_string()))?;
         let bytes = message.to_bytes();
         let branch = message.via_branch().unwrap_or_default();
         let purpose = Purpose {
@@ -486,14 +553,83 @@ impl Platform {
             what,
         };
         self.client
-            .start(branch, device.peer, bytes.clone(), purpose, now_ms);
+            .start(branch.clone(), device.peer, bytes.clone(), purpose, now_ms);
         Ok((
-            sn,
+            branch,
             vec![Output::Send {
                 peer: device.peer,
                 bytes,
             }],
         ))
+    }
+
+    /// Sends the SUBSCRIBE requests that are due: new ones for devices that came online, and
+    /// refreshes inside their dialogs before expiry.
+    fn subscribe_due(&mut self, now_ms: i64) -> Vec<Output> {
+        let mut outputs = Vec::new();
+        let online: Vec<String> = self
+            .devices
+            .values()
+            .filter(|d| d.online)
+            .map(|d| d.id.clone())
+            .collect();
+        for device_id in online {
+            for kind in self.config.subscriptions.clone() {
+                let key = (device_id.clone(), kind);
+                let subscription = self
+                    .subscriptions
+                    .entry(key.clone())
+                    .or_insert_with(|| Subscription::new(new_call_id(&device_id), new_tag()));
+                if !subscription.due(now_ms) {
+                    continue;
+                }
+                if subscription.to_tag.is_none() {
+                    // A new dialog each time one has to be set up afresh.
+                    subscription.call_id = new_call_id(&device_id);
+                }
+                let dialog = Dialog {
+                    call_id: Some(subscription.call_id.clone()),
+                    from_tag: subscription.from_tag.clone(),
+                    to_tag: subscription.to_tag.clone(),
+                    cseq: subscription.sending(),
+                };
+                let sn = self.take_sn();
+                let headers = [
+                    ("Event", kind.event().to_string()),
+                    ("Expires", subscription::EXPIRES_SECS.to_string()),
+                    (
+                        "Contact",
+                        format!(
+                            "<sip:{}@{}>",
+                            self.config.platform_id, self.devices[&device_id].platform_host
+                        ),
+                    ),
+                ];
+                let body = manscdp::Message::new(Root::Query, sn, device_id.clone(), kind.query());
+                let what = format!("SUBSCRIBE {}", kind.name());
+                match self.send_request(
+                    &device_id,
+                    "SUBSCRIBE",
+                    &headers,
+                    body,
+                    dialog,
+                    what,
+                    now_ms,
+                ) {
+                    Ok((branch, sent)) => {
+                        self.subscribing.insert(branch, key);
+                        outputs.extend(sent);
+                    }
+                    Err(e) => {
+                        tracing::warn!(device = device_id, error = %e, "cannot subscribe");
+                        if let Some(subscription) = self.subscriptions.get_mut(&key) {
+                            subscription.failed(now_ms);
+                        }
+                    }
+                }
+            }
+        }
+        outputs
     }
 
     /// Clock tick (about once a second): offline detection, retransmissions, timeouts.
@@ -521,6 +657,14 @@ impl Platform {
             );
             outputs.push(commit(device, vec![event]));
         }
+        let offline: Vec<String> = self
+            .devices
+            .values()
+            .filter(|d| !d.online)
+            .map(|d| d.id.clone())
+            .collect();
+        self.subscriptions
+            .retain(|(id, _), _| !offline.contains(id));
         let (resend, timed_out) = self.client.poll(now_ms);
         outputs.extend(
             resend
@@ -529,6 +673,19 @@ impl Platform {
         );
         for purpose in timed_out {
             self.counters.requests_timed_out += 1;
+            let unanswered = self
+                .config
+                .subscriptions
+                .iter()
+                .copied()
+                .find(|kind| purpose.what == format!("SUBSCRIBE {}", kind.name()));
+            if let Some(kind) = unanswered
+                && let Some(subscription) = self
+                    .subscriptions
+                    .get_mut(&(purpose.device_id.clone(), kind))
+            {
+                subscription.failed(now_ms);
+            }
             tracing::warn!(
                 device = purpose.device_id,
                 what = purpose.what,
@@ -551,8 +708,17 @@ impl Platform {
             }
         }
         self.server.expire(now_ms);
+        outputs.extend(self.subscribe_due(now_ms));
         outputs
     }
+}
+
+/// The dialog a request belongs to; `call_id: None` starts a new one.
+struct Dialog {
+    call_id: Option<String>,
+    from_tag: String,
+    to_tag: Option<String>,
+    cseq: u32,
 }
 
 fn answer(device_id: &str, assembled: manscdp::assembly::Assembled) -> Output {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use appliance_gb28181::device::{Peer, Transport};
 use appliance_gb28181::platform::{Output, Platform, PlatformConfig};
 use appliance_gb28181::registrar::RegistrarConfig;
+use appliance_gb28181::subscription::SubscriptionKind;
 use appliance_manscdp::{self as manscdp, Body, Charset, Root};
 use appliance_sip::digest::{Algorithm, Challenge, Credentials};
 use appliance_sip::message::{Message, RequestBuilder, new_tag};
@@ -29,6 +30,7 @@ fn config() -> PlatformConfig {
         heartbeat_interval_ms: HEARTBEAT_MS,
         heartbeat_missed: 3,
         user_agent: "test".into(),
+        subscriptions: vec![SubscriptionKind::Catalog, SubscriptionKind::Alarm],
     }
 }
 
@@ -407,4 +409,70 @@ fn a_device_answer_is_handed_back_under_the_sn_of_the_request() {
         })
         .collect();
     assert_eq!(answers, [(DEVICE.to_string(), sn, status, true)]);
+}
+
+/// The SUBSCRIBE requests among `outputs`, parsed.
+fn subscribes(outputs: &[Output]) -> Vec<Message> {
+    responses(outputs)
+        .into_iter()
+        .filter(|m| m.method() == Some("SUBSCRIBE"))
+        .collect()
+}
+
+#[test]
+fn online_devices_are_subscribed_refreshed_in_dialog_and_left_alone_after_a_refusal() {
+    let mut platform = Platform::new(config(), [7; 32], Vec::new(), 0);
+    let mut camera = Camera::new();
+    register(&mut platform, &mut camera, 0);
+    let sent = subscribes(&platform.on_tick(1_000));
+    let events: Vec<_> = sent
+        .iter()
+        .map(|m| m.header("Event").unwrap().to_string())
+        .collect();
+    assert_eq!(events.len(), 2);
+    assert!(events.contains(&"Catalog".to_string()) && events.contains(&"presence".to_string()));
+    // Unanswered over UDP they are retransmitted, but no second subscription starts.
+    let branches: Vec<_> = sent.iter().map(|m| m.via_branch()).collect();
+    let again = subscribes(&platform.on_tick(2_000));
+    assert!(
+        again.iter().all(|m| branches.contains(&m.via_branch())),
+        "one at a time"
+    );
+
+    // The device accepts the catalog subscription and refuses the alarm one.
+    let catalog = sent
+        .iter()
+        .find(|m| m.header("Event") == Some("Catalog"))
+        .unwrap();
+    let alarm = sent
+        .iter()
+        .find(|m| m.header("Event") == Some("presence"))
+        .unwrap();
+    let ok = Message::response(catalog, 200, "OK")
+        .header("Expires", "600")
+        .build()
+        .unwrap();
+    platform.on_message(&ok.to_bytes(), peer(), 2_000);
+    let refused = Message::response(alarm, 489, "Bad Event").build().unwrap();
+    platform.on_message(&refused.to_bytes(), peer(), 2_000);
+
+    // Refreshed a minute before the granted 600 s run out, in the same dialog (the device keeps
+    // alive meanwhile, or it would be offline and its subscriptions dropped).
+    let keepalive = camera.manscdp(
+        Root::Notify,
+        Body::Keepalive {
+            status: "OK".into(),
+        },
+    );
+    platform.on_message(&keepalive, peer(), 500_000);
+    assert!(subscribes(&platform.on_tick(2_000 + 539_000)).is_empty());
+    let refresh = subscribes(&platform.on_tick(2_000 + 540_000));
+    assert_eq!(
+        refresh.len(),
+        1,
+        "the refused alarm subscription waits an hour"
+    );
+    assert_eq!(refresh[0].call_id(), catalog.call_id());
+    assert_eq!(refresh[0].to_tag(), ok.to_tag());
+    assert!(refresh[0].cseq().unwrap().0 > catalog.cseq().unwrap().0);
 }
