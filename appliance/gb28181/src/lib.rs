@@ -5,6 +5,7 @@ pub mod device;
 pub mod platform;
 pub mod registrar;
 pub mod sdp;
+pub mod session;
 pub mod ssrc;
 pub mod subscription;
 pub mod transaction;
