@@ -165,6 +165,13 @@ impl Executor {
                     }
                 }
                 Output::Send { peer, bytes } => sends.push((peer, bytes)),
+                // No media server is driven yet (#3 goes on with it): sessions are only logged.
+                Output::SessionEstablished { call_id, ssrc } => {
+                    tracing::info!(call_id, %ssrc, "media session established");
+                }
+                Output::SessionEnded { call_id, reason } => {
+                    tracing::info!(call_id, ?reason, "media session ended");
+                }
                 Output::Answer {
                     device_id,
                     sn,

@@ -13,6 +13,9 @@ use serde_json::{Map, Value, json};
 
 use crate::device::{Channel, Device, DeviceInfo, Peer, Transport};
 use crate::registrar::{Decision, Registrar, RegistrarConfig};
+use crate::sdp::SessionKind;
+use crate::session::{EndReason, MediaEndpoint, Session, SessionOutput, Sessions, Target};
+use crate::ssrc::{Ssrc, SsrcAllocator};
 use crate::subscription::{self, Subscription, SubscriptionKind};
 use crate::transaction::{ClientTransactions, Purpose, ServerTransactions};
 
@@ -51,6 +54,16 @@ pub enum Output {
         events: Vec<NewEvent>,
         before_reply: bool,
     },
+    /// A media session's device accepted: media should arrive with this SSRC.
+    SessionEstablished {
+        call_id: String,
+        ssrc: Ssrc,
+    },
+    /// A media session ended (its SSRC is released): close its RTP endpoint.
+    SessionEnded {
+        call_id: String,
+        reason: EndReason,
+    },
     /// A device answered the request numbered `sn` (paged answers once assembled, or partial
     /// when they time out: `complete` false).
     Answer {
@@ -88,6 +101,7 @@ pub struct Platform {
     subscriptions: HashMap<(String, SubscriptionKind), Subscription>,
     /// Outstanding SUBSCRIBE requests by Via branch.
     subscribing: HashMap<String, (String, SubscriptionKind)>,
+    sessions: Sessions,
 }
 
 /// Why a request to a device could not be made.
@@ -120,7 +134,6 @@ impl Platform {
             .collect();
         Platform {
             registrar: Registrar::new(config.registrar.clone(), secret),
-            config,
             devices,
             server: ServerTransactions::default(),
             client: ClientTransactions::default(),
@@ -130,6 +143,11 @@ impl Platform {
             clock_origin: (Instant::now(), now_ms),
             subscriptions: HashMap::new(),
             subscribing: HashMap::new(),
+            sessions: Sessions::new(
+                SsrcAllocator::new(&config.registrar.realm)
+                    .expect("the configured SIP domain has 10 digits"),
+            ),
+            config,
         }
     }
 
@@ -162,8 +180,7 @@ impl Platform {
             }
         };
         if !message.is_request() {
-            self.on_response(&message, now_ms);
-            return Vec::new();
+            return self.on_response(&message, now_ms);
         }
         let method = message.method().unwrap_or_default().to_string();
         if method == "ACK" {
@@ -189,8 +206,17 @@ impl Platform {
             "REGISTER" => self.on_register(&message, from, now_ms, &mut outputs),
             "MESSAGE" | "NOTIFY" => self.on_manscdp(&message, from, now_ms, &mut outputs),
             "OPTIONS" => Message::response(&message, 200, "OK"),
+            "BYE" => {
+                let ended = self.sessions.on_bye(message.call_id().unwrap_or_default());
+                if ended.is_empty() {
+                    Message::response(&message, 481, "Call/Transaction Does Not Exist")
+                } else {
+                    outputs.extend(ended.into_iter().map(Output::from));
+                    Message::response(&message, 200, "OK")
+                }
+            }
             _ => Message::response(&message, 405, "Method Not Allowed")
-                .header("Allow", "REGISTER, MESSAGE, NOTIFY, OPTIONS, ACK"),
+                .header("Allow", "REGISTER, MESSAGE, NOTIFY, OPTIONS, ACK, BYE"),
         };
         if let Some(response) = reply(response) {
             // A retransmitted unauthenticated REGISTER may as well get a new challenge; caching
@@ -203,11 +229,22 @@ impl Platform {
         outputs
     }
 
-    fn on_response(&mut self, response: &Message, now_ms: i64) {
+    fn on_response(&mut self, response: &Message, now_ms: i64) -> Vec<Output> {
         let (Some(branch), Some(status)) = (response.via_branch(), response.status()) else {
             self.counters.malformed_messages += 1;
-            return;
+            return Vec::new();
         };
+        if response
+            .cseq()
+            .is_some_and(|(_, method)| method == "INVITE" || method == "BYE")
+        {
+            return self
+                .sessions
+                .on_response(response)
+                .into_iter()
+                .map(Output::from)
+                .collect();
+        }
         if status >= 200
             && let Some(key) = self.subscribing.remove(&branch)
             && let Some(subscription) = self.subscriptions.get_mut(&key)
@@ -232,6 +269,61 @@ impl Platform {
                 "device refused a request"
             );
         }
+        Vec::new()
+    }
+
+    /// Asks a device's channel for a live stream, a playback or a download to `endpoint`.
+    /// Returns the Call-ID that names the session.
+    pub fn start_session(
+        &mut self,
+        device_id: &str,
+        channel_id: &str,
+        kind: SessionKind,
+        endpoint: MediaEndpoint,
+        now_ms: i64,
+    ) -> Result<(String, Vec<Output>), PlatformError> {
+        let device = self
+            .devices
+            .get(device_id)
+            .ok_or_else(|| PlatformError::UnknownDevice(device_id.to_string()))?;
+        if !device.online {
+            return Err(PlatformError::Offline(device_id.to_string()));
+        }
+        let target = Target {
+            device_id: device_id.to_string(),
+            channel_id: channel_id.to_string(),
+            peer: device.peer,
+            platform_host: device.platform_host.clone(),
+            platform_id: self.config.platform_id.clone(),
+            domain: self.config.registrar.realm.clone(),
+        };
+        let (call_id, outputs) = self
+            .sessions
+            .start(target, kind, endpoint, now_ms)
+            .map_err(|e| PlatformError::Build(e.to_string()))?;
+        Ok((call_id, outputs.into_iter().map(Output::from).collect()))
+    }
+
+    /// Ends a session from our side (BYE) and releases its SSRC.
+    pub fn stop_session(&mut self, call_id: &str) -> Vec<Output> {
+        self.sessions
+            .stop(call_id)
+            .into_iter()
+            .map(Output::from)
+            .collect()
+    }
+
+    /// The media server lost the session's stream: BYE and release.
+    pub fn session_stream_gone(&mut self, call_id: &str) -> Vec<Output> {
+        self.sessions
+            .stream_gone(call_id)
+            .into_iter()
+            .map(Output::from)
+            .collect()
+    }
+
+    pub fn session(&self, call_id: &str) -> Option<&Session> {
+        self.sessions.get(call_id)
     }
 
     fn on_register(
@@ -708,8 +800,21 @@ impl Platform {
             }
         }
         self.server.expire(now_ms);
+        outputs.extend(self.sessions.on_tick(now_ms).into_iter().map(Output::from));
         outputs.extend(self.subscribe_due(now_ms));
         outputs
+    }
+}
+
+impl From<SessionOutput> for Output {
+    fn from(output: SessionOutput) -> Output {
+        match output {
+            SessionOutput::Send { peer, bytes } => Output::Send { peer, bytes },
+            SessionOutput::Established { call_id, ssrc } => {
+                Output::SessionEstablished { call_id, ssrc }
+            }
+            SessionOutput::Ended { call_id, reason } => Output::SessionEnded { call_id, reason },
+        }
     }
 }
 

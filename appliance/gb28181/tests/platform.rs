@@ -99,7 +99,7 @@ fn responses(outputs: &[Output]) -> Vec<Message> {
         .iter()
         .filter_map(|o| match o {
             Output::Send { bytes, .. } => Some(Message::parse(bytes).unwrap()),
-            Output::Commit { .. } | Output::Answer { .. } => None,
+            _ => None,
         })
         .collect()
 }
@@ -109,7 +109,7 @@ fn event_kinds(outputs: &[Output]) -> Vec<String> {
         .iter()
         .flat_map(|o| match o {
             Output::Commit { events, .. } => events.iter().map(|e| e.kind.clone()).collect(),
-            Output::Send { .. } | Output::Answer { .. } => Vec::new(),
+            _ => Vec::new(),
         })
         .collect()
 }
@@ -475,4 +475,73 @@ fn online_devices_are_subscribed_refreshed_in_dialog_and_left_alone_after_a_refu
     assert_eq!(refresh[0].call_id(), catalog.call_id());
     assert_eq!(refresh[0].to_tag(), ok.to_tag());
     assert!(refresh[0].cseq().unwrap().0 > catalog.cseq().unwrap().0);
+}
+
+#[test]
+fn a_live_session_goes_to_the_device_and_ends_with_its_bye() {
+    use appliance_gb28181::sdp::{MediaTransport, SessionKind};
+    use appliance_gb28181::session::{EndReason, MediaEndpoint};
+
+    let mut platform = Platform::new(config(), [7; 32], Vec::new(), 0);
+    register(&mut platform, &mut Camera::new(), 0);
+    let endpoint = MediaEndpoint {
+        ip: "192.0.2.1".parse().unwrap(),
+        port: 30_000,
+        transport: MediaTransport::Udp,
+    };
+    let channel = "34020000001310000001";
+    let (call_id, outputs) = platform
+        .start_session(DEVICE, channel, SessionKind::Play, endpoint, 1_000)
+        .unwrap();
+    let Output::Send { peer: to, bytes } = &outputs[0] else {
+        panic!("an INVITE")
+    };
+    assert_eq!(*to, peer(), "to where the device last spoke from");
+    let invite = Message::parse(bytes).unwrap();
+    assert_eq!(invite.method(), Some("INVITE"));
+    let ssrc = platform.session(&call_id).unwrap().ssrc;
+
+    let answer = "v=0\r\no=x 0 0 IN IP4 192.0.2.10\r\ns=Play\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+                  m=video 15060 RTP/AVP 96\r\na=sendonly\r\ny=0200000001\r\n";
+    let ok = Message::response(&invite, 200, "OK")
+        .body("APPLICATION/SDP", answer)
+        .build()
+        .unwrap();
+    let outputs = platform.on_message(&ok.to_bytes(), peer(), 1_100);
+    assert!(
+        responses(&outputs)
+            .iter()
+            .any(|m| m.method() == Some("ACK"))
+    );
+    assert!(outputs.contains(&Output::SessionEstablished {
+        call_id: call_id.clone(),
+        ssrc
+    }));
+
+    // The device ends it (a playback that ran out, say): 200, and the session is gone.
+    let bye = RequestBuilder::new("BYE", "sip:34020000002000000001@192.0.2.1:5060")
+        .via("UDP", "192.0.2.10:5060")
+        .from(&format!("sip:{channel}@{REALM}"), &ok.to_tag().unwrap())
+        .to(
+            &format!("sip:34020000002000000001@{REALM}"),
+            invite.from_tag().as_deref(),
+        )
+        .call_id(&call_id)
+        .cseq(2)
+        .build()
+        .unwrap();
+    let outputs = platform.on_message(&bye.to_bytes(), peer(), 5_000);
+    assert_eq!(responses(&outputs)[0].status(), Some(200));
+    assert!(outputs.contains(&Output::SessionEnded {
+        call_id: call_id.clone(),
+        reason: EndReason::ByeFromDevice
+    }));
+    assert!(platform.session(&call_id).is_none());
+    // A BYE for no session: 481.
+    let stray = String::from_utf8(bye.to_bytes())
+        .unwrap()
+        .replace("z9hG4bK", "z9hG4bKx")
+        .replace(&call_id, "no-such-call");
+    let outputs = platform.on_message(stray.as_bytes(), peer(), 6_000);
+    assert_eq!(responses(&outputs)[0].status(), Some(481));
 }
