@@ -282,13 +282,7 @@ impl Platform {
         endpoint: MediaEndpoint,
         now_ms: i64,
     ) -> Result<(String, Vec<Output>), PlatformError> {
-        let device = self
-            .devices
-            .get(device_id)
-            .ok_or_else(|| PlatformError::UnknownDevice(device_id.to_string()))?;
-        if !device.online {
-            return Err(PlatformError::Offline(device_id.to_string()));
-        }
+        let device = self.online_device(device_id)?;
         let target = Target {
             device_id: device_id.to_string(),
             channel_id: channel_id.to_string(),
@@ -320,6 +314,18 @@ impl Platform {
             .into_iter()
             .map(Output::from)
             .collect()
+    }
+
+    /// The device, if it is registered and online: requests can only go to such a device.
+    fn online_device(&self, device_id: &str) -> Result<&Device, PlatformError> {
+        let device = self
+            .devices
+            .get(device_id)
+            .ok_or_else(|| PlatformError::UnknownDevice(device_id.to_string()))?;
+        if !device.online {
+            return Err(PlatformError::Offline(device_id.to_string()));
+        }
+        Ok(device)
     }
 
     pub fn session(&self, call_id: &str) -> Option<&Session> {
@@ -596,13 +602,7 @@ impl Platform {
         what: String,
         now_ms: i64,
     ) -> Result<(String, Vec<Output>), PlatformError> {
-        let device = self
-            .devices
-            .get(device_id)
-            .ok_or_else(|| PlatformError::UnknownDevice(device_id.to_string()))?;
-        if !device.online {
-            return Err(PlatformError::Offline(device_id.to_string()));
-        }
+        let device = self.online_device(device_id)?;
         let charset = if device.gb2312 {
             Charset::Gb2312
         } else {
@@ -644,15 +644,10 @@ impl Platform {
             device_id: device_id.to_string(),
             what,
         };
+        let peer = device.peer;
         self.client
-            .start(branch.clone(), device.peer, bytes.clone(), purpose, now_ms);
-        Ok((
-            branch,
-            vec![Output::Send {
-                peer: device.peer,
-                bytes,
-            }],
-        ))
+            .start(branch.clone(), peer, bytes.clone(), purpose, now_ms);
+        Ok((branch, vec![Output::Send { peer, bytes }]))
     }
 
     /// Sends the SUBSCRIBE requests that are due: new ones for devices that came online, and
