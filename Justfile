@@ -34,7 +34,7 @@ bench-store *ARGS:
 bench-sip:
     scripts/bench-sip.sh
 
-# Fuzz the SIP, MANSCDP, SDP and digest parsers (nightly + cargo-fuzz), SECONDS per target.
+# Fuzz the SIP, MANSCDP, SDP, digest and media parsers (nightly + cargo-fuzz), SECONDS per target.
 fuzz SECONDS="60" *TARGETS:
     scripts/fuzz.sh {{ SECONDS }} {{ TARGETS }}
 

@@ -6,6 +6,16 @@ set -euo pipefail
 packages=(
   sip-tester # sipp: the SIP peer of tests/sip.rs
   strace # tests/store_durability.rs checks the fdatasync behind every durable commit
+  # GStreamer 1.22 for appliance-media's H.264 source (gstreamer-rs links the -dev libraries)
+  # and its tests, which decode our MPEG-PS with GStreamer's own demuxer and decoder.
+  libgstreamer1.0-dev # gstreamer-rs links libgstreamer-1.0 (build dependency)
+  libgstreamer-plugins-base1.0-dev # gstreamer-app links libgstapp-1.0 (build dependency)
+  gstreamer1.0-tools # gst-launch-1.0 and gst-inspect-1.0, to try pipelines by hand
+  gstreamer1.0-plugins-base # videotestsrc, appsrc/appsink, parsebin
+  gstreamer1.0-plugins-good # qtdemux and mp4mux: MP4 files for the looping file source
+  gstreamer1.0-plugins-bad # h264parse, mpegpsdemux (the independent PS check in the tests)
+  gstreamer1.0-plugins-ugly # x264enc: the test pattern's encoder
+  gstreamer1.0-libav # avdec_h264: decodes what we mux, in the tests
 )
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }

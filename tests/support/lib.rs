@@ -164,6 +164,11 @@ impl Daemon {
         (status, parse_json(&text))
     }
 
+    /// DELETE, returning (status, body text).
+    pub fn delete(&self, path: &str) -> (u16, String) {
+        response(ureq::delete(&self.url(path)).call())
+    }
+
     pub fn pid(&self) -> Pid {
         Pid::from_raw(self.child.id() as i32)
     }

@@ -3,7 +3,7 @@
 //! # File format
 //!
 //! The configuration is a TOML file, by default [`DEFAULT_CONFIG_PATH`],
-//! with five tables. Every key is optional; a missing key takes its
+//! with six tables. Every key is optional; a missing key takes its
 //! documented default, so an empty file is a valid configuration. This is the
 //! complete file with every default (`applianced default-config` prints it,
 //! see [`Config::to_toml_string`]):
@@ -39,6 +39,11 @@
 //!
 //! [sip.device_passwords]
 //! # "<device id>" = "<password>"
+//!
+//! [media]
+//! rtp_ip = ""
+//! rtp_ports = "30000-30499"
+//! stream_timeout = "15s"
 //! ```
 //!
 //! Sizes ([`ByteSize`]) are an integer number of bytes or a string such as
@@ -68,12 +73,12 @@ mod error;
 mod units;
 
 pub use error::{ConfigError, Position};
-pub use units::{ByteSize, Duration};
+pub use units::{ByteSize, Duration, PortRange};
 
 use serde::{Deserialize, Deserializer, Serialize, de};
 use std::collections::BTreeMap;
 use std::fmt::Display;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
@@ -98,6 +103,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[sip]`: the GB28181 platform's SIP signalling.
     pub sip: SipConfig,
+    /// `[media]`: where device streams are received.
+    pub media: MediaConfig,
 }
 
 /// `[http]`: the HTTP API.
@@ -254,6 +261,36 @@ impl Default for SipConfig {
     }
 }
 
+/// `[media]`: the RTP endpoints that receive the streams devices send after an INVITE.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// The address written into SDP offers, where devices send RTP. Default empty: the local
+    /// address the device's SIP traffic reached (right unless NAT sits between them).
+    #[serde(deserialize_with = "optional_ip")]
+    pub rtp_ip: Option<IpAddr>,
+    /// The ports RTP endpoints are taken from (UDP, or TCP for TCP sessions), `"first-last"`
+    /// inclusive. Default `"30000-30499"`; ports in use by others are skipped.
+    pub rtp_ports: PortRange,
+    /// A session whose stream brings nothing for this long is hung up (BYE) and its SSRC and
+    /// port released. Default `15s`; `2s` to `10m`.
+    #[serde(deserialize_with = "stream_timeout")]
+    pub stream_timeout: Duration,
+}
+
+impl Default for MediaConfig {
+    fn default() -> MediaConfig {
+        MediaConfig {
+            rtp_ip: None,
+            rtp_ports: PortRange {
+                first: 30_000,
+                last: 30_499,
+            },
+            stream_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
 const HOUR: u64 = 3_600;
 const DAY: u64 = 24 * HOUR;
 
@@ -354,6 +391,26 @@ fn subscriptions<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Strin
         )));
     }
     Ok(kinds)
+}
+
+fn optional_ip<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<IpAddr>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|err| {
+        de::Error::custom(format!(
+            "invalid IP address `{text}`: {err} (expected e.g. `192.168.1.10`, or empty)"
+        ))
+    })
+}
+
+fn stream_timeout<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    within(
+        Duration::deserialize(deserializer)?,
+        Duration::from_secs(2),
+        Some(Duration::from_secs(600)),
+    )
 }
 
 fn filter<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
@@ -484,6 +541,12 @@ impl Config {
                     max_register_expires,
                     subscriptions,
                 },
+            media:
+                MediaConfig {
+                    rtp_ip,
+                    rtp_ports,
+                    stream_timeout,
+                },
         } = self;
         let device_passwords: String = device_passwords
             .iter()
@@ -543,6 +606,15 @@ max_register_expires = {max_register_expires}
 # Subscriptions held on every online device: catalog, alarm, mobile_position.
 subscriptions = {subscriptions}
 
+[media]
+# Address devices send RTP to, written into SDP offers; empty: the local
+# address the device's SIP traffic reached (set it when NAT is in between).
+rtp_ip = {rtp_ip}
+# Ports for RTP endpoints (UDP or TCP), inclusive; ports in use are skipped.
+rtp_ports = {rtp_ports}
+# A session whose stream brings nothing for this long is hung up, 2s to 10m.
+stream_timeout = {stream_timeout}
+
 [sip.device_passwords]
 # "<device id>" = "<password>"
 {device_passwords}"#,
@@ -562,6 +634,9 @@ subscriptions = {subscriptions}
             password = toml_string(password),
             heartbeat_interval = toml_string(heartbeat_interval),
             subscriptions = Value::Array(subscriptions.iter().map(toml_string).collect()),
+            rtp_ip = toml_string(rtp_ip.map(|ip| ip.to_string()).unwrap_or_default()),
+            rtp_ports = toml_string(rtp_ports),
+            stream_timeout = toml_string(stream_timeout),
         )
     }
 }

@@ -46,6 +46,11 @@ subscriptions = ["mobile_position"]
 
 [sip.device_passwords]
 "44010000001320000001" = "cam-secret"
+
+[media]
+rtp_ip = "192.168.1.20"
+rtp_ports = "40000-40099"
+stream_timeout = "30s"
 "#;
 
 fn full() -> Config {
@@ -80,6 +85,14 @@ fn full() -> Config {
             max_register_expires: 7200,
             subscriptions: vec!["mobile_position".into()],
         },
+        media: MediaConfig {
+            rtp_ip: Some("192.168.1.20".parse().unwrap()),
+            rtp_ports: PortRange {
+                first: 40_000,
+                last: 40_099,
+            },
+            stream_timeout: Duration::from_secs(30),
+        },
     }
 }
 
@@ -112,6 +125,9 @@ fn documented_defaults() {
     assert_eq!(config.sip.heartbeat_missed, 3);
     assert_eq!(config.retention.interval.get().as_secs(), 60);
     assert_eq!(config.log.filter, "info");
+    assert_eq!(config.media.rtp_ip, None, "the address the device reached");
+    assert_eq!(config.media.rtp_ports.to_string(), "30000-30499");
+    assert_eq!(config.media.stream_timeout.get().as_secs(), 15);
 }
 
 #[test]
@@ -161,11 +177,11 @@ fn to_toml_string_shows_defaults_readably() {
 fn unknown_top_level_key() {
     assert_eq!(
         parse("# appliance\n\n[htttp]\nlisten = \"127.0.0.1:1\"\n"),
-        Err("/x.toml:3:2: htttp: unknown key `htttp`, expected one of `http`, `store`, `retention`, `log`, `sip`".into())
+        Err("/x.toml:3:2: htttp: unknown key `htttp`, expected one of `http`, `store`, `retention`, `log`, `sip`, `media`".into())
     );
     assert_eq!(
         parse("verbose = true\n"),
-        Err("/x.toml:1:1: verbose: unknown key `verbose`, expected one of `http`, `store`, `retention`, `log`, `sip`".into())
+        Err("/x.toml:1:1: verbose: unknown key `verbose`, expected one of `http`, `store`, `retention`, `log`, `sip`, `media`".into())
     );
 }
 
@@ -285,7 +301,7 @@ fn env_errors_name_the_variable() {
     );
     assert_eq!(
         from_env(&[("APPLIANCE_HTTPS__LISTEN", "0.0.0.0:1")]),
-        Err("environment APPLIANCE_HTTPS__LISTEN: unknown key `https`, expected one of `http`, `store`, `retention`, `log`, `sip`".into())
+        Err("environment APPLIANCE_HTTPS__LISTEN: unknown key `https`, expected one of `http`, `store`, `retention`, `log`, `sip`, `media`".into())
     );
     assert_eq!(
         from_env(&[("APPLIANCE_HTTP__LISTEN", "nope")]),
@@ -433,4 +449,30 @@ fn sip_ids_must_have_their_digit_counts() {
     );
     let err = parse("[sip]\nheartbeat_missed = 0\n").unwrap_err();
     assert!(err.contains("sip.heartbeat_missed"), "{err}");
+}
+
+#[test]
+fn media_values_are_checked_where_they_are() {
+    for (text, expected) in [
+        (
+            "rtp_ports = \"30500-30000\"",
+            "first port is above the last",
+        ),
+        ("rtp_ports = \"80-90\"", "below 1024"),
+        ("rtp_ports = \"30000\"", "no `-`"),
+        (
+            "rtp_ports = \"30000-70000\"",
+            "`70000` is not a port number",
+        ),
+        ("rtp_ip = \"camera.local\"", "invalid IP address"),
+        ("stream_timeout = \"1s\"", "between"),
+    ] {
+        let err = parse(&format!("[media]\n{text}\n")).unwrap_err();
+        assert!(
+            err.starts_with("/x.toml:2:") && err.contains("media.") && err.contains(expected),
+            "{text}: {err}"
+        );
+    }
+    let config = from_env(&[("APPLIANCE_MEDIA__RTP_PORTS", "31000-31009")]).unwrap();
+    assert_eq!(config.media.rtp_ports.len(), 10);
 }

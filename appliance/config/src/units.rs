@@ -294,3 +294,67 @@ mod tests {
         assert_eq!(duration(&odd.to_string()), Ok(odd));
     }
 }
+
+/// An inclusive range of ports, written `"30000-30499"`: one key, so that first ≤ last is
+/// checked where the value is and its error carries the position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    /// Ports below this need privileges the daemon does not hold.
+    const LOWEST: u16 = 1024;
+
+    pub fn len(self) -> usize {
+        usize::from(self.last - self.first) + 1
+    }
+
+    /// Never empty: `first <= last` holds for every parsed range.
+    pub fn is_empty(self) -> bool {
+        false
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+impl Serialize for PortRange {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<PortRange, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let invalid = |why: &str| {
+            de::Error::custom(format!(
+                "invalid port range `{text}`: {why} (expected e.g. `30000-30499`)"
+            ))
+        };
+        let (first, last) = text
+            .split_once('-')
+            .ok_or_else(|| invalid("no `-` between the first and last port"))?;
+        let port = |s: &str| {
+            s.trim()
+                .parse::<u16>()
+                .map_err(|_| invalid(&format!("`{}` is not a port number", s.trim())))
+        };
+        let range = PortRange {
+            first: port(first)?,
+            last: port(last)?,
+        };
+        if range.first < PortRange::LOWEST {
+            return Err(invalid("ports below 1024 need privileges the daemon lacks"));
+        }
+        if range.first > range.last {
+            return Err(invalid("the first port is above the last"));
+        }
+        Ok(range)
+    }
+}

@@ -6,6 +6,7 @@
 
 mod api;
 mod logging;
+mod media;
 mod run;
 mod sim;
 mod sip;
@@ -51,7 +52,7 @@ enum Command {
     /// Print a complete configuration file with every key at its default.
     DefaultConfig,
     /// Simulate GB28181 cameras that register to a platform (this box or another).
-    SimDevice(sim::SimOptions),
+    SimDevice(Box<sim::SimOptions>),
     /// Print the version.
     Version,
 }
@@ -93,7 +94,7 @@ fn main() -> ExitCode {
         },
         Command::SimDevice(options) => {
             logging::init("info");
-            match sim::run(options) {
+            match sim::run(*options) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("applianced sim-device: {e:#}");

@@ -59,7 +59,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(%http_addr, "HTTP API listening");
 
     let shutdown = CancellationToken::new();
-    let sip = sip::start(&config.sip, store.clone(), &mut registry, shutdown.clone()).await?;
+    let sip = sip::start(
+        &config.sip,
+        &config.media,
+        store.clone(),
+        &mut registry,
+        shutdown.clone(),
+    )
+    .await?;
     let state = AppState::new(store.clone(), Some(sip), registry, http_addr, started);
     let policy = RetentionPolicy {
         max_age: config.retention.max_age.get(),

@@ -1,13 +1,22 @@
 //! `applianced sim-device`: simulated GB28181 cameras for installers (check a box end to end) and
 //! tests. Each device registers with digest authentication over UDP or TCP, keeps alive, answers
 //! Catalog (split over several messages), DeviceInfo, DeviceStatus and RecordInfo queries, accepts
-//! controls, and raises alarms on a timer. Media (INVITE) is not simulated yet.
+//! controls, raises alarms on a timer, and answers INVITEs by streaming real H.264 as MPEG-PS over
+//! RTP (`stream.rs`), honouring BYE and playback control (INFO), and reporting the end of a
+//! playback (MediaStatus 121).
 
+mod stream;
+
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use appliance_gb28181::mansrtsp::{self, PlaybackControl};
+use appliance_gb28181::sdp::{Offer, SessionKind};
 use appliance_manscdp::{self as manscdp, Alarm, Body, CatalogItem, Charset, RecordItem, Root};
+use appliance_media::source::SourceSpec;
 use appliance_sip::digest::{Challenge, Credentials};
 use appliance_sip::framing::{Frame, StreamFramer};
 use appliance_sip::message::{Message, RequestBuilder, new_call_id, new_tag};
@@ -15,6 +24,9 @@ use clap::{Args, ValueEnum};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+
+use stream::{Prepared, Stream};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SimTransport {
@@ -68,6 +80,41 @@ pub struct SimOptions {
     /// instant overflow socket buffers, which real fleets never do).
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     pub stagger: Duration,
+    /// Stream this video file (any container GStreamer reads, H.264 inside, looped) instead of
+    /// a generated test pattern.
+    #[arg(long)]
+    pub video: Option<PathBuf>,
+    /// End playbacks and downloads after this long (MediaStatus 121, as a device reaching the
+    /// end of a recording); by default after the length of the range asked for.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub playback_length: Option<Duration>,
+}
+
+impl SimOptions {
+    fn source(&self) -> SourceSpec {
+        match &self.video {
+            Some(path) => SourceSpec::File(path.clone()),
+            None => SourceSpec::TestPattern {
+                width: 640,
+                height: 360,
+                fps: 25,
+                keyframe_interval: 50,
+            },
+        }
+    }
+}
+
+/// A media session the platform opened on one of our channels.
+struct SimSession {
+    /// Our 200 to the INVITE, sent again if the INVITE is retransmitted.
+    ok: Message,
+    /// The media side, until the ACK starts the stream.
+    prepared: Option<Prepared>,
+    stream: Option<Stream>,
+    ssrc: u32,
+    channel_id: String,
+    /// When a playback or download ends by itself.
+    length: Option<Duration>,
 }
 
 /// Runs every simulated device until the duration ends or Ctrl-C; fails if any device fails.
@@ -198,13 +245,21 @@ struct SimDevice {
     sn: u32,
     register_call_id: String,
     register_tag: String,
+    sessions: HashMap<String, SimSession>,
+    /// Call-IDs of playbacks whose stream reached its end.
+    ended_tx: mpsc::UnboundedSender<String>,
+    ended_rx: mpsc::UnboundedReceiver<String>,
 }
 
 impl SimDevice {
     async fn run(id: String, options: SimOptions) -> anyhow::Result<()> {
         let link = Link::connect(&options).await?;
         let local = link.local_addr()?.to_string();
+        let (ended_tx, ended_rx) = mpsc::unbounded_channel();
         let mut device = SimDevice {
+            sessions: HashMap::new(),
+            ended_tx,
+            ended_rx,
             register_call_id: new_call_id(&local),
             register_tag: new_tag(),
             id,
@@ -354,6 +409,7 @@ impl SimDevice {
                         self.on_request(message).await?;
                     }
                 }
+                Some(call_id) = self.ended_rx.recv() => self.playback_ended(call_id).await?,
             }
         }
     }
@@ -383,6 +439,16 @@ impl SimDevice {
     }
 
     async fn send_manscdp(&mut self, message: manscdp::Message) -> anyhow::Result<()> {
+        let call_id = new_call_id(&self.local);
+        self.send_manscdp_in(message, &call_id).await
+    }
+
+    /// Sends a MANSCDP MESSAGE with the given Call-ID (a session's, for MediaStatus).
+    async fn send_manscdp_in(
+        &mut self,
+        message: manscdp::Message,
+        call_id: &str,
+    ) -> anyhow::Result<()> {
         let xml = manscdp::encode(&message, self.charset());
         let o = &self.options;
         let request =
@@ -390,15 +456,26 @@ impl SimDevice {
                 .via(self.link.transport(), &self.local)
                 .from(&format!("sip:{}@{}", self.id, o.domain), &new_tag())
                 .to(&format!("sip:{}@{}", o.platform_id, o.domain), None)
-                .call_id(&new_call_id(&self.local))
+                .call_id(call_id)
                 .cseq(self.next_cseq())
                 .body("Application/MANSCDP+xml", xml)
                 .build()?;
         self.link.send(&request).await
     }
 
-    /// A request from the platform: 200, then the answer the query asks for.
+    /// A request from the platform.
     async fn on_request(&mut self, request: Message) -> anyhow::Result<()> {
+        match request.method() {
+            Some("INVITE") => return self.on_invite(&request).await,
+            // ACK is never answered.
+            Some("ACK") => {
+                self.on_ack(&request);
+                return Ok(());
+            }
+            Some("BYE") => return self.on_bye(&request).await,
+            Some("INFO") => return self.on_info(&request).await,
+            _ => {}
+        }
         let ok = Message::response(&request, 200, "OK").build()?;
         self.link.send(&ok).await?;
         if request.method() != Some("MESSAGE") {
@@ -514,5 +591,170 @@ impl SimDevice {
             self.send_manscdp(answer).await?;
         }
         Ok(())
+    }
+
+    async fn respond(
+        &mut self,
+        request: &Message,
+        status: u16,
+        reason: &str,
+    ) -> anyhow::Result<()> {
+        let response = Message::response(request, status, reason).build()?;
+        self.link.send(&response).await
+    }
+
+    /// INVITE: set up the media side the offer asks for and answer 200 with our SDP; the
+    /// stream starts with the ACK.
+    async fn on_invite(&mut self, request: &Message) -> anyhow::Result<()> {
+        let call_id = request.call_id().unwrap_or_default().to_string();
+        if let Some(session) = self.sessions.get(&call_id) {
+            // A retransmitted INVITE: the same answer again.
+            let ok = session.ok.clone();
+            return self.link.send(&ok).await;
+        }
+        let offer = match std::str::from_utf8(request.body())
+            .map_err(anyhow::Error::from)
+            .and_then(|sdp| Offer::parse(sdp).map_err(anyhow::Error::from))
+        {
+            Ok(offer) => offer,
+            Err(e) => {
+                tracing::warn!(device = self.id, "unusable SDP offer: {e:#}");
+                return self.respond(request, 488, "Not Acceptable Here").await;
+            }
+        };
+        self.respond(request, 100, "Trying").await?;
+        let local_ip = self.link.local_addr()?.ip();
+        let (prepared, answer) = match Prepared::for_offer(&offer, local_ip) {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                tracing::warn!(device = self.id, "cannot set up media: {e:#}");
+                return self.respond(request, 500, "Server Internal Error").await;
+            }
+        };
+        let (name, length) = match offer.session {
+            SessionKind::Play => ("Play", None),
+            SessionKind::Playback { start, end } => ("Playback", Some(end.saturating_sub(start))),
+            SessionKind::Download { start, end, .. } => {
+                ("Download", Some(end.saturating_sub(start)))
+            }
+        };
+        let length = length.map(|range| {
+            self.options
+                .playback_length
+                .unwrap_or(Duration::from_secs(range))
+        });
+        let ok = Message::response(request, 200, "OK")
+            .header(
+                "Contact",
+                &format!("<sip:{}@{}>", offer.channel_id, self.local),
+            )
+            .body("APPLICATION/SDP", answer.to_sdp(&offer.channel_id, name))
+            .build()?;
+        self.link.send(&ok).await?;
+        tracing::info!(device = self.id, channel = offer.channel_id, ssrc = %offer.ssrc, name, "session accepted");
+        self.sessions.insert(
+            call_id,
+            SimSession {
+                ok,
+                prepared: Some(prepared),
+                stream: None,
+                ssrc: offer.ssrc.value(),
+                channel_id: offer.channel_id,
+                length,
+            },
+        );
+        Ok(())
+    }
+
+    fn on_ack(&mut self, request: &Message) {
+        let call_id = request.call_id().unwrap_or_default().to_string();
+        let Some(session) = self.sessions.get_mut(&call_id) else {
+            return;
+        };
+        let Some(prepared) = session.prepared.take() else {
+            return; // a retransmitted ACK
+        };
+        let ended = self.ended_tx.clone();
+        let ended_call = call_id.clone();
+        session.stream = Some(Stream::start(
+            prepared,
+            self.options.source(),
+            session.ssrc,
+            session.length,
+            move || {
+                let _ = ended.send(ended_call);
+            },
+        ));
+        tracing::info!(device = self.id, call_id, "streaming");
+    }
+
+    async fn on_bye(&mut self, request: &Message) -> anyhow::Result<()> {
+        let call_id = request.call_id().unwrap_or_default();
+        // Dropping the session stops its stream.
+        match self.sessions.remove(call_id) {
+            Some(session) => {
+                tracing::info!(
+                    device = self.id,
+                    call_id,
+                    ssrc = session.ssrc,
+                    "session ended by BYE"
+                );
+                self.respond(request, 200, "OK").await
+            }
+            None => {
+                self.respond(request, 481, "Call/Transaction Does Not Exist")
+                    .await
+            }
+        }
+    }
+
+    /// INFO with MANSRTSP: pause and resume the stream (seek and speed are acknowledged; the
+    /// simulated recording has no timeline to move on).
+    async fn on_info(&mut self, request: &Message) -> anyhow::Result<()> {
+        let call_id = request.call_id().unwrap_or_default().to_string();
+        let Some(session) = self.sessions.get(&call_id) else {
+            return self
+                .respond(request, 481, "Call/Transaction Does Not Exist")
+                .await;
+        };
+        let control = std::str::from_utf8(request.body())
+            .map_err(anyhow::Error::from)
+            .and_then(|body| mansrtsp::parse(body).map_err(anyhow::Error::from));
+        match control {
+            Ok((_, control)) => {
+                tracing::info!(device = self.id, call_id, ?control, "playback control");
+                if let Some(stream) = &session.stream {
+                    match control {
+                        PlaybackControl::Pause => stream.set_paused(true),
+                        PlaybackControl::Resume | PlaybackControl::Seek { .. } => {
+                            stream.set_paused(false)
+                        }
+                        PlaybackControl::Speed(_) => {}
+                    }
+                }
+                self.respond(request, 200, "OK").await
+            }
+            Err(e) => {
+                tracing::warn!(device = self.id, "bad MANSRTSP: {e:#}");
+                self.respond(request, 400, "Bad Request").await
+            }
+        }
+    }
+
+    /// A playback reached its end: tell the platform (MediaStatus 121 in the session's dialog);
+    /// it hangs up.
+    async fn playback_ended(&mut self, call_id: String) -> anyhow::Result<()> {
+        let Some(channel_id) = self.sessions.get(&call_id).map(|s| s.channel_id.clone()) else {
+            return Ok(());
+        };
+        let sn = self.next_sn();
+        let message = manscdp::Message::new(
+            Root::Notify,
+            sn,
+            channel_id,
+            Body::MediaStatus { notify_type: 121 },
+        );
+        tracing::info!(device = self.id, call_id, "playback ended");
+        self.send_manscdp_in(message, &call_id).await
     }
 }

@@ -1,18 +1,23 @@
 //! Drives the GB28181 platform state machine (`appliance-gb28181`) with real sockets: SIP over
-//! UDP and TCP on one address, a one-second clock, and the store for device state and events.
+//! UDP and TCP on one address, a one-second clock, the store for device state and events, and
+//! the media endpoints (`media.rs`) that receive the streams sessions ask for.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use appliance_config::SipConfig;
+use appliance_config::{MediaConfig, SipConfig};
 use appliance_gb28181::device::{Device, Peer, Transport};
+use appliance_gb28181::mansrtsp::PlaybackControl;
 use appliance_gb28181::platform::{Counters, Output, Platform, PlatformConfig, PlatformError};
 use appliance_gb28181::registrar::RegistrarConfig;
+use appliance_gb28181::sdp::{MediaTransport, SessionKind};
+use appliance_gb28181::session::{EndReason, MediaEndpoint, Session};
 use appliance_gb28181::subscription::SubscriptionKind;
 use appliance_manscdp::Body;
+use appliance_media::receive::ReceiveStats;
 use appliance_model::Timestamp;
 use appliance_sip::digest::Algorithm;
 use appliance_sip::framing::{Frame, StreamFramer};
@@ -26,6 +31,8 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::media::{MediaEndpoints, MediaError};
+
 /// Store namespace of the registered devices (JSON per device id).
 pub const DEVICES_NAMESPACE: &str = "gb28181.devices";
 /// Largest SIP message accepted, over UDP or TCP.
@@ -36,6 +43,9 @@ const TCP_QUEUE: usize = 256;
 /// so that concurrent registrations share the store's group commit instead of waiting for one
 /// flush each; the bound keeps a flood from spawning without limit.
 const MAX_UDP_COMMITS_IN_FLIGHT: usize = 1024;
+/// How long the API waits for a session's outcome. The platform ends an unanswered INVITE after
+/// 32 s (timer B), so this is only a backstop.
+const SESSION_START_WAIT: Duration = Duration::from_secs(40);
 
 #[derive(Default)]
 struct SipMetrics {
@@ -51,6 +61,29 @@ pub struct SipHandle {
     platform: Arc<Mutex<Platform>>,
     executor: Arc<Executor>,
     pub local_addr: SocketAddr,
+}
+
+/// A media session as the API shows it: the platform's view and what has arrived.
+pub struct SessionSnapshot {
+    pub session: Session,
+    /// The endpoint's port and its counts (absent in the instant between start and attach).
+    pub received: Option<(u16, ReceiveStats)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    #[error("cannot tell which local address reaches the device; set media.rtp_ip")]
+    NoRoute,
+    #[error("the device refused the session with SIP status {0}")]
+    Refused(u16),
+    #[error("the device did not answer the INVITE in time")]
+    Timeout,
+    #[error("the session ended before it was established ({0:?})")]
+    Ended(EndReason),
 }
 
 impl SipHandle {
@@ -103,6 +136,103 @@ impl SipHandle {
             }
         }
     }
+
+    /// Opens an RTP endpoint, INVITEs the device's channel to it and waits until the device
+    /// accepted (returns the Call-ID) or the session ended.
+    pub async fn start_session(
+        &self,
+        device_id: &str,
+        channel_id: &str,
+        kind: SessionKind,
+        transport: MediaTransport,
+    ) -> Result<String, StartError> {
+        let device_addr = lock(&self.platform)
+            .device(device_id)
+            .map(|d| d.peer.addr)
+            .ok_or_else(|| PlatformError::UnknownDevice(device_id.to_string()))?;
+        let reached = local_ip_towards(device_addr).ok_or(StartError::NoRoute)?;
+        let opened = self.executor.media.open(transport)?;
+        let endpoint = MediaEndpoint {
+            ip: self.executor.media.offer_ip(reached),
+            port: opened.port,
+            transport,
+        };
+        let (tx, rx) = oneshot::channel();
+        let (call_id, outputs) = {
+            let mut platform = lock(&self.platform);
+            let (call_id, outputs) =
+                platform.start_session(device_id, channel_id, kind, endpoint, now_ms())?;
+            let ssrc = platform
+                .session(&call_id)
+                .map(|s| s.ssrc.value())
+                .expect("a session just started");
+            // Receiving and waiting are set up before the INVITE leaves: the answer may be quick.
+            self.executor.media.attach(&call_id, opened, ssrc);
+            lock(&self.executor.starting).insert(call_id.clone(), tx);
+            (call_id, outputs)
+        };
+        self.executor.run(outputs).await;
+        match tokio::time::timeout(SESSION_START_WAIT, rx).await {
+            Ok(Ok(Ok(()))) => Ok(call_id),
+            Ok(Ok(Err(EndReason::Refused(status)))) => Err(StartError::Refused(status)),
+            Ok(Ok(Err(EndReason::Timeout))) => Err(StartError::Timeout),
+            Ok(Ok(Err(reason))) => Err(StartError::Ended(reason)),
+            _ => {
+                lock(&self.executor.starting).remove(&call_id);
+                self.stop_session(&call_id).await;
+                Err(StartError::Timeout)
+            }
+        }
+    }
+
+    /// Hangs a session up (BYE, or CANCEL while it is being set up); false if there is none.
+    pub async fn stop_session(&self, call_id: &str) -> bool {
+        let outputs = {
+            let mut platform = lock(&self.platform);
+            if platform.session(call_id).is_none() {
+                return false;
+            }
+            platform.stop_session(call_id, now_ms())
+        };
+        self.executor.run(outputs).await;
+        true
+    }
+
+    /// Pause, resume, seek or change the speed of a playback (INFO with MANSRTSP).
+    pub async fn control_session(
+        &self,
+        call_id: &str,
+        control: PlaybackControl,
+    ) -> Result<(), PlatformError> {
+        let outputs = lock(&self.platform).control_session(call_id, control, now_ms())?;
+        self.executor.run(outputs).await;
+        Ok(())
+    }
+
+    /// Every media session, oldest Call-ID order not guaranteed.
+    pub fn sessions(&self) -> Vec<SessionSnapshot> {
+        let sessions: Vec<Session> = lock(&self.platform).sessions().cloned().collect();
+        sessions
+            .into_iter()
+            .map(|session| SessionSnapshot {
+                received: self.executor.media.stats(session.call_id()),
+                session,
+            })
+            .collect()
+    }
+}
+
+/// The local address the kernel would use to reach `remote`: the interface facing the device,
+/// which is where it can send RTP (no packet is sent).
+fn local_ip_towards(remote: SocketAddr) -> Option<IpAddr> {
+    let unspecified: SocketAddr = match remote {
+        SocketAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = std::net::UdpSocket::bind(unspecified).ok()?;
+    socket.connect(remote).ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +253,8 @@ fn now_ms() -> i64 {
 
 /// Where a device's answer (and whether it is complete) goes.
 type AnswerSender = oneshot::Sender<(Body, bool)>;
+/// Where a starting session's outcome goes: established, or why it ended.
+type OutcomeSender = oneshot::Sender<Result<(), EndReason>>;
 
 /// Carries out what the platform asks: store first (a device hears "registered" only once that is
 /// durable), then send.
@@ -132,6 +264,11 @@ struct Executor {
     store: EventStore,
     /// API requests waiting for a device's answer, by (device id, SN).
     waiters: Mutex<HashMap<(String, u32), AnswerSender>>,
+    /// API requests waiting for a session to be established, by Call-ID.
+    starting: Mutex<HashMap<String, OutcomeSender>>,
+    media: Arc<MediaEndpoints>,
+    /// Read (never held across an await) for the device's media address of a TCP-active session.
+    platform: Arc<Mutex<Platform>>,
 }
 
 impl Executor {
@@ -165,12 +302,23 @@ impl Executor {
                     }
                 }
                 Output::Send { peer, bytes } => sends.push((peer, bytes)),
-                // No media server is driven yet (#3 goes on with it): sessions are only logged.
                 Output::SessionEstablished { call_id, ssrc } => {
                     tracing::info!(call_id, %ssrc, "media session established");
+                    let device_media = lock(&self.platform)
+                        .session(&call_id)
+                        .and_then(|s| s.answer.as_ref())
+                        .map(|a| SocketAddr::new(a.media_ip, a.media_port));
+                    self.media.established(&call_id, device_media);
+                    if let Some(waiter) = lock(&self.starting).remove(&call_id) {
+                        let _ = waiter.send(Ok(()));
+                    }
                 }
                 Output::SessionEnded { call_id, reason } => {
                     tracing::info!(call_id, ?reason, "media session ended");
+                    self.media.close(&call_id);
+                    if let Some(waiter) = lock(&self.starting).remove(&call_id) {
+                        let _ = waiter.send(Err(reason));
+                    }
                 }
                 Output::Answer {
                     device_id,
@@ -212,6 +360,7 @@ impl Executor {
 /// devices from the store and starts the receive loops and the clock.
 pub async fn start(
     config: &SipConfig,
+    media_config: &MediaConfig,
     store: EventStore,
     registry: &mut Registry,
     shutdown: CancellationToken,
@@ -264,11 +413,15 @@ pub async fn start(
         restored,
         now_ms(),
     )));
+    let (media, gone) = MediaEndpoints::new(media_config.clone(), registry);
     let executor = Arc::new(Executor {
         udp: Arc::new(udp),
         tcp: Mutex::new(HashMap::new()),
         store,
         waiters: Mutex::new(HashMap::new()),
+        starting: Mutex::new(HashMap::new()),
+        media,
+        platform: platform.clone(),
     });
     let metrics = Arc::new(SipMetrics::default());
     let sip = registry.sub_registry_with_prefix("appliance_sip");
@@ -295,6 +448,7 @@ pub async fn start(
         executor.clone(),
         shutdown.clone(),
     ));
+    tokio::spawn(streams_gone(platform.clone(), executor.clone(), gone));
     tokio::spawn(clock(platform.clone(), executor.clone(), metrics, shutdown));
     tracing::info!(%local_addr, "SIP listening (UDP and TCP)");
     Ok(SipHandle {
@@ -447,6 +601,18 @@ async fn tcp_connection(
     writing.abort();
 }
 
+/// Hangs up the sessions whose stream stopped (BYE, SSRC and port released).
+async fn streams_gone(
+    platform: Arc<Mutex<Platform>>,
+    executor: Arc<Executor>,
+    mut gone: mpsc::UnboundedReceiver<String>,
+) {
+    while let Some(call_id) = gone.recv().await {
+        let outputs = lock(&platform).session_stream_gone(&call_id, now_ms());
+        executor.run(outputs).await;
+    }
+}
+
 async fn clock(
     platform: Arc<Mutex<Platform>>,
     executor: Arc<Executor>,
@@ -458,7 +624,10 @@ async fn clock(
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => {
+                hang_up_all(&platform, &executor).await;
+                return;
+            }
         }
         let (outputs, counters, online, known) = {
             let mut platform = lock(&platform);
@@ -472,6 +641,25 @@ async fn clock(
         last = counters;
         metrics.devices_online.set(online as i64);
         metrics.devices_known.set(known as i64);
+    }
+}
+
+/// On shutdown: BYE every session, so devices stop sending to ports about to close.
+async fn hang_up_all(platform: &Mutex<Platform>, executor: &Arc<Executor>) {
+    let outputs: Vec<Output> = {
+        let mut platform = lock(platform);
+        let call_ids: Vec<String> = platform
+            .sessions()
+            .map(|s| s.call_id().to_string())
+            .collect();
+        call_ids
+            .iter()
+            .flat_map(|call_id| platform.stop_session(call_id, now_ms()))
+            .collect()
+    };
+    if !outputs.is_empty() {
+        tracing::info!("hanging up media sessions before stopping");
+        executor.run(outputs).await;
     }
 }
 
@@ -498,6 +686,11 @@ fn mirror(metrics: &SipMetrics, last: &Counters, now: &Counters) {
             "request_timeout",
             last.requests_timed_out,
             now.requests_timed_out,
+        ),
+        (
+            "control_refused",
+            last.controls_refused,
+            now.controls_refused,
         ),
     ];
     for (kind, before, after) in pairs {

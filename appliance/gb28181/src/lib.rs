@@ -1,7 +1,9 @@
-//! The GB28181 platform logic, without sockets: the registrar, device state, transactions, SDP
-//! and SSRC allocation. [`platform::Platform`] is the state machine the daemon drives.
+//! The GB28181 platform logic, without sockets: the registrar, device state, transactions, SDP,
+//! SSRC allocation, and media sessions with their playback control (MANSRTSP).
+//! [`platform::Platform`] is the state machine the daemon drives.
 
 pub mod device;
+pub mod mansrtsp;
 pub mod platform;
 pub mod registrar;
 pub mod sdp;

@@ -12,9 +12,12 @@ use appliance_sip::message::{Message, RequestBuilder, ResponseBuilder, new_call_
 use serde_json::{Map, Value, json};
 
 use crate::device::{Channel, Device, DeviceInfo, Peer, Transport};
+use crate::mansrtsp::{MansrtspError, PlaybackControl};
 use crate::registrar::{Decision, Registrar, RegistrarConfig};
 use crate::sdp::SessionKind;
-use crate::session::{EndReason, MediaEndpoint, Session, SessionOutput, Sessions, Target};
+use crate::session::{
+    EndReason, MediaEndpoint, Session, SessionError, SessionOutput, Sessions, Target,
+};
 use crate::ssrc::{Ssrc, SsrcAllocator};
 use crate::subscription::{self, Subscription, SubscriptionKind};
 use crate::transaction::{ClientTransactions, Purpose, ServerTransactions};
@@ -23,6 +26,8 @@ use crate::transaction::{ClientTransactions, Purpose, ServerTransactions};
 const ASSEMBLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pending multi-message assemblies kept at once.
 const MAX_ASSEMBLIES: usize = 1024;
+/// MediaStatus NotifyType: the playback or download reached its end.
+const MEDIA_ENDED: u32 = 121;
 
 #[derive(Debug, Clone)]
 pub struct PlatformConfig {
@@ -85,6 +90,8 @@ pub struct Counters {
     /// Requests answered from the transaction cache.
     pub retransmissions_absorbed: u64,
     pub requests_timed_out: u64,
+    /// Playback controls (INFO) a device answered with a failure.
+    pub controls_refused: u64,
 }
 
 pub struct Platform {
@@ -114,6 +121,31 @@ pub enum PlatformError {
     /// An id or address that cannot go into a SIP request.
     #[error("cannot build the request: {0}")]
     Build(String),
+    #[error("no media session {0}")]
+    UnknownSession(String),
+    /// A live stream, a download, or a playback not established yet.
+    #[error("session {call_id} cannot be controlled: {reason}")]
+    NotControllable {
+        call_id: String,
+        reason: &'static str,
+    },
+    #[error("invalid playback control: {0}")]
+    InvalidControl(MansrtspError),
+}
+
+impl From<SessionError> for PlatformError {
+    fn from(e: SessionError) -> PlatformError {
+        match e {
+            SessionError::NoSession(call_id) => PlatformError::UnknownSession(call_id),
+            SessionError::NotControllable { call_id, reason } => {
+                PlatformError::NotControllable { call_id, reason }
+            }
+            SessionError::Control(e) => PlatformError::InvalidControl(e),
+            e @ (SessionError::Ssrc(_) | SessionError::Build(_)) => {
+                PlatformError::Build(e.to_string())
+            }
+        }
+    }
 }
 
 impl Platform {
@@ -159,8 +191,14 @@ impl Platform {
         self.devices.get(id)
     }
 
-    pub fn counters(&self) -> &Counters {
-        &self.counters
+    /// The platform's counters, with those of its media sessions' requests folded in.
+    pub fn counters(&self) -> Counters {
+        let sessions = self.sessions.counters();
+        Counters {
+            requests_timed_out: self.counters.requests_timed_out + sessions.requests_timed_out,
+            controls_refused: sessions.controls_refused,
+            ..self.counters.clone()
+        }
     }
 
     fn instant(&self, now_ms: i64) -> Instant {
@@ -211,7 +249,7 @@ impl Platform {
                 if ended.is_empty() {
                     Message::response(&message, 481, "Call/Transaction Does Not Exist")
                 } else {
-                    outputs.extend(ended.into_iter().map(Output::from));
+                    outputs.extend(from_sessions(ended));
                     Message::response(&message, 200, "OK")
                 }
             }
@@ -234,16 +272,11 @@ impl Platform {
             self.counters.malformed_messages += 1;
             return Vec::new();
         };
-        if response
-            .cseq()
-            .is_some_and(|(_, method)| method == "INVITE" || method == "BYE")
-        {
-            return self
-                .sessions
-                .on_response(response)
-                .into_iter()
-                .map(Output::from)
-                .collect();
+        // Only media sessions send these methods.
+        if response.cseq().is_some_and(|(_, method)| {
+            matches!(method.as_str(), "INVITE" | "CANCEL" | "BYE" | "INFO")
+        }) {
+            return from_sessions(self.sessions.on_response(response, now_ms));
         }
         if status >= 200
             && let Some(key) = self.subscribing.remove(&branch)
@@ -291,29 +324,34 @@ impl Platform {
             platform_id: self.config.platform_id.clone(),
             domain: self.config.registrar.realm.clone(),
         };
-        let (call_id, outputs) = self
-            .sessions
-            .start(target, kind, endpoint, now_ms)
-            .map_err(|e| PlatformError::Build(e.to_string()))?;
-        Ok((call_id, outputs.into_iter().map(Output::from).collect()))
+        let (call_id, outputs) = self.sessions.start(target, kind, endpoint, now_ms)?;
+        Ok((call_id, from_sessions(outputs)))
     }
 
-    /// Ends a session from our side (BYE) and releases its SSRC.
-    pub fn stop_session(&mut self, call_id: &str) -> Vec<Output> {
-        self.sessions
-            .stop(call_id)
-            .into_iter()
-            .map(Output::from)
-            .collect()
+    /// Ends a session from our side: BYE, or CANCEL while the device has not answered finally
+    /// (the session then ends, and its SSRC is released, with the device's final answer or the
+    /// timeout).
+    pub fn stop_session(&mut self, call_id: &str, now_ms: i64) -> Vec<Output> {
+        from_sessions(self.sessions.stop(call_id, now_ms))
     }
 
-    /// The media server lost the session's stream: BYE and release.
-    pub fn session_stream_gone(&mut self, call_id: &str) -> Vec<Output> {
-        self.sessions
-            .stream_gone(call_id)
-            .into_iter()
-            .map(Output::from)
-            .collect()
+    /// The media server lost the session's stream: hang up as [`Platform::stop_session`] does.
+    pub fn session_stream_gone(&mut self, call_id: &str, now_ms: i64) -> Vec<Output> {
+        from_sessions(self.sessions.stream_gone(call_id, now_ms))
+    }
+
+    /// Pauses, resumes, seeks or changes the speed of an established playback (INFO with a
+    /// MANSRTSP body, retransmitted over UDP until answered). A refusal by the device is logged
+    /// and counted in [`Counters::controls_refused`]; the session goes on.
+    pub fn control_session(
+        &mut self,
+        call_id: &str,
+        control: PlaybackControl,
+        now_ms: i64,
+    ) -> Result<Vec<Output>, PlatformError> {
+        Ok(from_sessions(
+            self.sessions.control(call_id, control, now_ms)?,
+        ))
     }
 
     /// The device, if it is registered and online: requests can only go to such a device.
@@ -330,6 +368,10 @@ impl Platform {
 
     pub fn session(&self, call_id: &str) -> Option<&Session> {
         self.sessions.get(call_id)
+    }
+
+    pub fn sessions(&self) -> impl Iterator<Item = &Session> {
+        self.sessions.iter()
     }
 
     fn on_register(
@@ -524,6 +566,24 @@ impl Platform {
             Body::CatalogNotify { items, .. } => {
                 apply_catalog_changes(device, &items);
                 changed = true;
+            }
+            Body::MediaStatus {
+                notify_type: MEDIA_ENDED,
+            } => {
+                let ended = self.sessions.media_ended(
+                    request.call_id(),
+                    &device_id,
+                    &body.device_id,
+                    now_ms,
+                );
+                if ended.is_empty() {
+                    tracing::debug!(
+                        device = device_id,
+                        channel = body.device_id,
+                        "end of media for no session of ours"
+                    );
+                }
+                outputs.extend(from_sessions(ended));
             }
             Body::CatalogResponse { .. }
             | Body::RecordInfoResponse { .. }
@@ -795,7 +855,7 @@ impl Platform {
             }
         }
         self.server.expire(now_ms);
-        outputs.extend(self.sessions.on_tick(now_ms).into_iter().map(Output::from));
+        outputs.extend(from_sessions(self.sessions.on_tick(now_ms)));
         outputs.extend(self.subscribe_due(now_ms));
         outputs
     }
@@ -811,6 +871,10 @@ impl From<SessionOutput> for Output {
             SessionOutput::Ended { call_id, reason } => Output::SessionEnded { call_id, reason },
         }
     }
+}
+
+fn from_sessions(outputs: Vec<SessionOutput>) -> Vec<Output> {
+    outputs.into_iter().map(Output::from).collect()
 }
 
 /// The dialog a request belongs to; `call_id: None` starts a new one.

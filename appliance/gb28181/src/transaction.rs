@@ -3,7 +3,9 @@
 //! * Server side: a request retransmitted by a device (same top Via branch and CSeq method) is
 //!   answered from the cache, not processed twice.
 //! * Client side: our non-INVITE requests are retransmitted over UDP at T1, doubling up to T2,
-//!   until a final response arrives or timer F (64·T1) fires.
+//!   until a final response arrives or timer F (64·T1) fires. INVITEs follow the same
+//!   [`Backoff`] without the cap (timer A); the media sessions keep theirs, because an INVITE
+//!   transaction's life is tied to its session's.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -71,6 +73,53 @@ impl ServerTransactions {
     }
 }
 
+/// When to send a request again over UDP (RFC 3261 §17.1): T1 after the first send, then at
+/// doubling intervals, capped at T2 for non-INVITE requests (timer E) and not at all for an
+/// INVITE (timer A).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backoff {
+    next_ms: i64,
+    interval_ms: i64,
+    cap_ms: i64,
+}
+
+impl Backoff {
+    /// Timer A of an INVITE first sent at `now_ms`.
+    pub fn invite(now_ms: i64) -> Backoff {
+        Backoff {
+            next_ms: now_ms + T1_MS,
+            interval_ms: T1_MS,
+            cap_ms: i64::MAX,
+        }
+    }
+
+    /// Timer E of a non-INVITE request first sent at `now_ms`.
+    pub fn non_invite(now_ms: i64) -> Backoff {
+        Backoff {
+            cap_ms: T2_MS,
+            ..Backoff::invite(now_ms)
+        }
+    }
+
+    /// Whether a retransmission is due at `now_ms`, scheduling the next one if so. The clock may
+    /// tick more coarsely than the schedule (the daemon ticks once a second): several
+    /// retransmissions due at one tick go out as one, and the next is counted from now.
+    pub fn due(&mut self, now_ms: i64) -> bool {
+        if now_ms < self.next_ms {
+            return false;
+        }
+        self.interval_ms = self.interval_ms.saturating_mul(2).min(self.cap_ms);
+        self.next_ms = now_ms.saturating_add(self.interval_ms);
+        true
+    }
+
+    /// A provisional response to a non-INVITE request: keep retransmitting, but only every T2
+    /// (RFC 3261 §17.1.2.2).
+    pub fn slow_down(&mut self) {
+        self.interval_ms = T2_MS;
+    }
+}
+
 /// What a client transaction was for, so its answer (or its timeout) can be routed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Purpose {
@@ -82,8 +131,7 @@ struct Pending {
     peer: Peer,
     bytes: Vec<u8>,
     purpose: Purpose,
-    next_send_ms: i64,
-    interval_ms: i64,
+    backoff: Backoff,
     deadline_ms: i64,
 }
 
@@ -109,8 +157,7 @@ impl ClientTransactions {
                 peer,
                 bytes,
                 purpose,
-                next_send_ms: now_ms + T1_MS,
-                interval_ms: T1_MS,
+                backoff: Backoff::non_invite(now_ms),
                 deadline_ms: now_ms + TRANSACTION_MS,
             },
         );
@@ -119,9 +166,8 @@ impl ClientTransactions {
     /// A response arrived: a final one ends the transaction and returns what it was for.
     pub fn on_response(&mut self, branch: &str, status: u16) -> Option<Purpose> {
         if status < 200 {
-            // Provisional: stop retransmitting faster than T2 (RFC 3261 §17.1.2.2).
             if let Some(p) = self.pending.get_mut(branch) {
-                p.interval_ms = T2_MS;
+                p.backoff.slow_down();
             }
             return None;
         }
@@ -137,10 +183,8 @@ impl ClientTransactions {
                 timed_out.push(p.purpose.clone());
                 return false;
             }
-            if p.peer.transport == Transport::Udp && now_ms >= p.next_send_ms {
+            if p.peer.transport == Transport::Udp && p.backoff.due(now_ms) {
                 resend.push((p.peer, p.bytes.clone()));
-                p.interval_ms = (p.interval_ms * 2).min(T2_MS);
-                p.next_send_ms = now_ms + p.interval_ms;
             }
             true
         });
@@ -202,6 +246,21 @@ mod tests {
         assert_eq!(now, TRANSACTION_MS);
         assert_eq!(timed_out, vec![purpose()]);
         assert!(tx.is_empty());
+    }
+
+    #[test]
+    fn invite_backoff_doubles_without_a_cap_and_coarse_ticks_send_once() {
+        let sends = |tick: i64| {
+            let mut backoff = Backoff::invite(0);
+            (1..=TRANSACTION_MS / tick)
+                .map(|n| n * tick)
+                .filter(|&now| backoff.due(now))
+                .collect::<Vec<_>>()
+        };
+        // Timer A: 0.5 s, then 1, 2, 4, 8, 16 s apart (a non-INVITE request stops at T2).
+        assert_eq!(sends(100), [500, 1_500, 3_500, 7_500, 15_500, 31_500]);
+        // The daemon's one-second tick: whatever is due goes out once, at the next tick.
+        assert_eq!(sends(1_000), [1_000, 2_000, 4_000, 8_000, 16_000, 32_000]);
     }
 
     #[test]

@@ -4,8 +4,11 @@
 use std::collections::HashMap;
 
 use appliance_gb28181::device::{Peer, Transport};
-use appliance_gb28181::platform::{Output, Platform, PlatformConfig};
+use appliance_gb28181::mansrtsp::{self, PlaybackControl};
+use appliance_gb28181::platform::{Output, Platform, PlatformConfig, PlatformError};
 use appliance_gb28181::registrar::RegistrarConfig;
+use appliance_gb28181::sdp::{MediaTransport, SessionKind};
+use appliance_gb28181::session::{EndReason, MediaEndpoint, State};
 use appliance_gb28181::subscription::SubscriptionKind;
 use appliance_manscdp::{self as manscdp, Body, Charset, Root};
 use appliance_sip::digest::{Algorithm, Challenge, Credentials};
@@ -116,7 +119,17 @@ fn event_kinds(outputs: &[Output]) -> Vec<String> {
 
 /// Registers `camera` at `now`, returning the outputs of the authenticated REGISTER.
 fn register(platform: &mut Platform, camera: &mut Camera, now: i64) -> Vec<Output> {
-    let challenge = platform.on_message(&camera.register(3600, None), peer(), now);
+    register_from(platform, camera, peer(), now)
+}
+
+/// Registers `camera` as if it spoke from `from` (its transport decides how we reach it).
+fn register_from(
+    platform: &mut Platform,
+    camera: &mut Camera,
+    from: Peer,
+    now: i64,
+) -> Vec<Output> {
+    let challenge = platform.on_message(&camera.register(3600, None), from, now);
     let challenge = &responses(&challenge)[0];
     assert_eq!(challenge.status(), Some(401));
     let challenge = Challenge::parse(challenge.header("WWW-Authenticate").unwrap()).unwrap();
@@ -125,7 +138,7 @@ fn register(platform: &mut Platform, camera: &mut Camera, now: i64) -> Vec<Outpu
         Credentials::answer(&challenge, DEVICE, PASSWORD, "REGISTER", uri, "c0ffee", 1);
     platform.on_message(
         &camera.register(3600, Some(credentials.to_header_value())),
-        peer(),
+        from,
         now,
     )
 }
@@ -479,9 +492,6 @@ fn online_devices_are_subscribed_refreshed_in_dialog_and_left_alone_after_a_refu
 
 #[test]
 fn a_live_session_goes_to_the_device_and_ends_with_its_bye() {
-    use appliance_gb28181::sdp::{MediaTransport, SessionKind};
-    use appliance_gb28181::session::{EndReason, MediaEndpoint};
-
     let mut platform = Platform::new(config(), [7; 32], Vec::new(), 0);
     register(&mut platform, &mut Camera::new(), 0);
     let endpoint = MediaEndpoint {
@@ -544,4 +554,286 @@ fn a_live_session_goes_to_the_device_and_ends_with_its_bye() {
         .replace(&call_id, "no-such-call");
     let outputs = platform.on_message(stray.as_bytes(), peer(), 6_000);
     assert_eq!(responses(&outputs)[0].status(), Some(481));
+}
+
+const CHANNEL: &str = "34020000001310000001";
+const PLAYBACK: SessionKind = SessionKind::Playback {
+    start: 1_700_000_000,
+    end: 1_700_003_600,
+};
+
+fn media_endpoint() -> MediaEndpoint {
+    MediaEndpoint {
+        ip: "192.0.2.1".parse().unwrap(),
+        port: 30_000,
+        transport: MediaTransport::Udp,
+    }
+}
+
+/// A platform with the camera registered from `from`.
+fn platform_with_camera(from: Peer) -> Platform {
+    let mut platform = Platform::new(config(), [7; 32], Vec::new(), 0);
+    register_from(&mut platform, &mut Camera::new(), from, 0);
+    platform
+}
+
+/// Starts a session of `kind` on the camera's channel at `now`: its Call-ID and INVITE.
+fn start(platform: &mut Platform, kind: SessionKind, now: i64) -> (String, Message) {
+    let (call_id, outputs) = platform
+        .start_session(DEVICE, CHANNEL, kind, media_endpoint(), now)
+        .unwrap();
+    (call_id, responses(&outputs).remove(0))
+}
+
+/// The camera's answer to `request` (no body).
+fn answer(platform: &mut Platform, request: &Message, status: u16, now: i64) -> Vec<Output> {
+    let response = Message::response(request, status, "Whatever")
+        .build()
+        .unwrap();
+    platform.on_message(&response.to_bytes(), peer(), now)
+}
+
+/// The camera accepts `invite` with an SDP answer.
+fn accept(platform: &mut Platform, invite: &Message, now: i64) -> Vec<Output> {
+    let sdp = "v=0\r\no=x 0 0 IN IP4 192.0.2.10\r\ns=Playback\r\nc=IN IP4 192.0.2.10\r\n\
+               t=0 0\r\nm=video 15060 RTP/AVP 96\r\na=sendonly\r\ny=1200000001\r\n";
+    let ok = Message::response(invite, 200, "OK")
+        .body("APPLICATION/SDP", sdp)
+        .build()
+        .unwrap();
+    platform.on_message(&ok.to_bytes(), peer(), now)
+}
+
+/// The SIP requests among `outputs` with this method.
+fn requests(outputs: &[Output], method: &str) -> Vec<Message> {
+    responses(outputs)
+        .into_iter()
+        .filter(|m| m.method() == Some(method))
+        .collect()
+}
+
+fn session_ends(outputs: &[Output]) -> Vec<EndReason> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::SessionEnded { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_invite_is_retransmitted_over_udp_until_answered_and_never_over_tcp() {
+    let mut platform = platform_with_camera(peer());
+    let (call_id, invite) = start(&mut platform, SessionKind::Play, 1_000);
+    let resent: Vec<i64> = (2..=6)
+        .map(|s| s * 1_000)
+        .filter(|&now| !requests(&platform.on_tick(now), "INVITE").is_empty())
+        .collect();
+    assert_eq!(resent, [2_000, 3_000, 5_000], "0.5 s, then doubling");
+    answer(&mut platform, &invite, 100, 6_500);
+    let later: Vec<Output> = (7..=20).flat_map(|s| platform.on_tick(s * 1_000)).collect();
+    assert!(
+        requests(&later, "INVITE").is_empty(),
+        "a provisional answer stops them"
+    );
+    assert_eq!(
+        platform.session(&call_id).unwrap().state(),
+        State::Proceeding
+    );
+
+    let tcp = Peer {
+        transport: Transport::Tcp,
+        addr: "192.0.2.10:40001".parse().unwrap(),
+    };
+    let mut platform = platform_with_camera(tcp);
+    let (call_id, _) = start(&mut platform, SessionKind::Play, 1_000);
+    let outputs: Vec<Output> = (2..=33).flat_map(|s| platform.on_tick(s * 1_000)).collect();
+    assert!(requests(&outputs, "INVITE").is_empty());
+    assert!(outputs.contains(&Output::SessionEnded {
+        call_id,
+        reason: EndReason::Timeout
+    }));
+    // The INVITE, and the two queries of the registration nobody answered either.
+    assert_eq!(platform.counters().requests_timed_out, 3);
+    assert_eq!(platform.sessions().count(), 0);
+}
+
+#[test]
+fn refusals_are_acked_in_the_invite_transaction_and_retransmitted_200s_acked_again() {
+    let mut platform = platform_with_camera(peer());
+    let (refused, invite) = start(&mut platform, PLAYBACK, 1_000);
+    let outputs = answer(&mut platform, &invite, 486, 1_100);
+    let ack = &requests(&outputs, "ACK")[0];
+    assert_eq!(ack.via_branch(), invite.via_branch());
+    assert_eq!(ack.cseq(), Some((1, "ACK".into())));
+    assert_eq!(session_ends(&outputs), [EndReason::Refused(486)]);
+    assert!(platform.session(&refused).is_none());
+
+    let (accepted, invite) = start(&mut platform, PLAYBACK, 2_000);
+    let first = accept(&mut platform, &invite, 2_100);
+    assert_eq!(requests(&first, "ACK").len(), 1);
+    let again = accept(&mut platform, &invite, 2_600);
+    assert_eq!(
+        requests(&again, "ACK")[0].to_bytes(),
+        requests(&first, "ACK")[0].to_bytes()
+    );
+    assert_eq!(
+        platform.session(&accepted).unwrap().state(),
+        State::Established
+    );
+}
+
+#[test]
+fn stopping_an_unanswered_session_cancels_it_once_the_device_is_heard() {
+    let mut platform = platform_with_camera(peer());
+    let (call_id, invite) = start(&mut platform, SessionKind::Play, 1_000);
+    assert!(platform.stop_session(&call_id, 1_200).is_empty());
+    assert_eq!(
+        platform.session(&call_id).unwrap().state(),
+        State::Cancelling
+    );
+    let outputs = answer(&mut platform, &invite, 100, 1_300);
+    let cancel = &requests(&outputs, "CANCEL")[0];
+    assert_eq!(cancel.via_branch(), invite.via_branch());
+    assert_eq!(cancel.cseq(), Some((1, "CANCEL".into())));
+    answer(&mut platform, cancel, 200, 1_400);
+    let outputs = answer(&mut platform, &invite, 487, 1_500);
+    assert_eq!(requests(&outputs, "ACK").len(), 1);
+    assert_eq!(session_ends(&outputs), [EndReason::Stopped]);
+
+    // The device had accepted before our CANCEL reached it: ACK, then BYE.
+    let (call_id, invite) = start(&mut platform, SessionKind::Play, 2_000);
+    answer(&mut platform, &invite, 180, 2_100);
+    assert_eq!(
+        requests(&platform.stop_session(&call_id, 2_200), "CANCEL").len(),
+        1
+    );
+    let outputs = accept(&mut platform, &invite, 2_300);
+    let sent: Vec<_> = responses(&outputs)
+        .iter()
+        .map(|m| m.method().unwrap().to_string())
+        .collect();
+    assert_eq!(sent, ["ACK", "BYE"]);
+    assert_eq!(session_ends(&outputs), [EndReason::Stopped]);
+    assert_eq!(platform.sessions().count(), 0);
+}
+
+#[test]
+fn a_playback_is_controlled_with_info_and_a_live_stream_is_not() {
+    let mut platform = platform_with_camera(peer());
+    let (playback, invite) = start(&mut platform, PLAYBACK, 1_000);
+    accept(&mut platform, &invite, 1_100);
+    let controls = [
+        PlaybackControl::Pause,
+        PlaybackControl::Resume,
+        PlaybackControl::Seek { position_s: 120 },
+        PlaybackControl::Speed(2.0),
+    ];
+    for control in controls {
+        let outputs = platform.control_session(&playback, control, 2_000).unwrap();
+        let info = &requests(&outputs, "INFO")[0];
+        assert_eq!(info.call_id(), Some(playback.as_str()));
+        assert_eq!(info.content_type(), Some("Application/MANSRTSP"));
+        let (cseq, sent) = mansrtsp::parse(std::str::from_utf8(info.body()).unwrap()).unwrap();
+        assert_eq!(sent, control);
+        assert_eq!(Some(cseq), info.cseq().map(|(n, _)| n));
+        answer(&mut platform, info, 200, 2_100);
+    }
+    // Refused: logged and counted; the playback goes on.
+    let outputs = platform
+        .control_session(&playback, PlaybackControl::Speed(8.0), 3_000)
+        .unwrap();
+    answer(&mut platform, &requests(&outputs, "INFO")[0], 501, 3_100);
+    assert_eq!(platform.counters().controls_refused, 1);
+    assert_eq!(
+        platform.session(&playback).unwrap().state(),
+        State::Established
+    );
+
+    let (live, invite) = start(&mut platform, SessionKind::Play, 4_000);
+    accept(&mut platform, &invite, 4_100);
+    let refused = platform.control_session(&live, PlaybackControl::Pause, 5_000);
+    assert!(
+        matches!(refused, Err(PlatformError::NotControllable { .. })),
+        "{refused:?}"
+    );
+    assert!(refused.unwrap_err().to_string().contains("live stream"));
+    assert_eq!(
+        platform.control_session("no-such-call", PlaybackControl::Pause, 5_000),
+        Err(PlatformError::UnknownSession("no-such-call".into()))
+    );
+    assert!(matches!(
+        platform.control_session(&playback, PlaybackControl::Speed(3.0), 5_000),
+        Err(PlatformError::InvalidControl(_))
+    ));
+}
+
+/// The camera's MediaStatus 121 about `channel`, sent with `call_id`.
+fn media_ended(camera: &mut Camera, call_id: &str, channel: &str) -> Vec<u8> {
+    camera.cseq += 1;
+    let xml = manscdp::encode(
+        &manscdp::Message::new(
+            Root::Notify,
+            camera.cseq,
+            channel,
+            Body::MediaStatus { notify_type: 121 },
+        ),
+        Charset::Gb2312,
+    );
+    RequestBuilder::new("MESSAGE", &format!("sip:34020000002000000001@{REALM}"))
+        .via("UDP", "192.0.2.10:5060")
+        .from(&format!("sip:{DEVICE}@{REALM}"), &new_tag())
+        .to(&format!("sip:34020000002000000001@{REALM}"), None)
+        .call_id(call_id)
+        .cseq(camera.cseq)
+        .body("Application/MANSCDP+xml", xml)
+        .build()
+        .unwrap()
+        .to_bytes()
+}
+
+#[test]
+fn the_end_of_a_playback_reported_by_the_device_ends_the_session_with_bye() {
+    let mut platform = Platform::new(config(), [7; 32], Vec::new(), 0);
+    let mut camera = Camera::new();
+    register(&mut platform, &mut camera, 0);
+    // In the session's dialog.
+    let (call_id, invite) = start(&mut platform, PLAYBACK, 1_000);
+    accept(&mut platform, &invite, 1_100);
+    let outputs = platform.on_message(&media_ended(&mut camera, &call_id, CHANNEL), peer(), 9_000);
+    assert_eq!(responses(&outputs)[0].status(), Some(200));
+    let bye = &requests(&outputs, "BYE")[0];
+    assert_eq!(bye.call_id(), Some(call_id.as_str()));
+    assert_eq!(session_ends(&outputs), [EndReason::MediaEnded]);
+
+    // Outside it: found by the channel, the one playback there.
+    let (download, invite) = start(
+        &mut platform,
+        SessionKind::Download {
+            start: 1,
+            end: 2,
+            speed: 4,
+        },
+        10_000,
+    );
+    accept(&mut platform, &invite, 10_100);
+    let outputs = platform.on_message(
+        &media_ended(&mut camera, "other-call", CHANNEL),
+        peer(),
+        11_000,
+    );
+    assert_eq!(responses(&outputs)[0].status(), Some(200));
+    assert!(outputs.contains(&Output::SessionEnded {
+        call_id: download,
+        reason: EndReason::MediaEnded
+    }));
+    // For no session: answered all the same.
+    let outputs = platform.on_message(
+        &media_ended(&mut camera, "other-call-2", CHANNEL),
+        peer(),
+        12_000,
+    );
+    assert_eq!(responses(&outputs).len(), 1);
+    assert_eq!(responses(&outputs)[0].status(), Some(200));
 }

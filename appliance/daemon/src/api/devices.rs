@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, AppState, query_params};
+use super::{ApiError, AppState, json_body, query_params};
 use crate::sip::{QueryError, SipHandle};
 
 #[derive(Serialize, ToSchema)]
@@ -26,7 +26,12 @@ pub struct Requested {
     status: &'static str,
 }
 
-fn sip(state: &AppState) -> Result<&SipHandle, ApiError> {
+/// The device was asked; its answer updates the device.
+pub(super) const REQUESTED: Requested = Requested {
+    status: "requested",
+};
+
+pub(super) fn sip(state: &AppState) -> Result<&SipHandle, ApiError> {
     state.inner.sip.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -77,12 +82,7 @@ pub async fn refresh_catalog(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Requested>), ApiError> {
     sip(&state)?.request(&id, &id, Body::CatalogQuery).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Requested {
-            status: "requested",
-        }),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(REQUESTED)))
 }
 
 /// How long the API waits for a device's answer.
@@ -104,6 +104,13 @@ impl From<PlatformError> for ApiError {
             PlatformError::UnknownDevice(id) => ApiError::not_found(format!("no device {id}")),
             e @ PlatformError::Offline(_) => {
                 ApiError::new(StatusCode::CONFLICT, "offline", e.to_string())
+            }
+            PlatformError::UnknownSession(id) => ApiError::not_found(format!("no session {id}")),
+            e @ PlatformError::NotControllable { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "not_controllable", e.to_string())
+            }
+            e @ PlatformError::InvalidControl(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_control", e.to_string())
             }
             e @ PlatformError::Build(_) => ApiError::internal(e),
         }
@@ -320,13 +327,7 @@ pub async fn ptz(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Requested>), ApiError> {
-    let request: PtzRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_body",
-            format!("request body: {e}"),
-        )
-    })?;
+    let request: PtzRequest = json_body(&body)?;
     let instruction = ptz_instruction(&request)?;
     let target = request.channel.clone().unwrap_or_else(|| id.clone());
     sip(&state)?
@@ -336,12 +337,7 @@ pub async fn ptz(
             Body::DeviceControl(DeviceControl::Ptz(instruction)),
         )
         .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Requested {
-            status: "requested",
-        }),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(REQUESTED)))
 }
 
 /// A device control other than PTZ.
@@ -374,13 +370,7 @@ pub async fn control(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Requested>), ApiError> {
-    let request: ControlRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_body",
-            format!("request body: {e}"),
-        )
-    })?;
+    let request: ControlRequest = json_body(&body)?;
     let control = match request.command.as_str() {
         "teleboot" => DeviceControl::TeleBoot,
         "guard_on" => DeviceControl::Guard { set: true },
@@ -403,10 +393,5 @@ pub async fn control(
     sip(&state)?
         .request(&id, &target, Body::DeviceControl(control))
         .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Requested {
-            status: "requested",
-        }),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(REQUESTED)))
 }

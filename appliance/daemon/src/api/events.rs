@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, json_body};
 
 const DEFAULT_PAGE_SIZE: usize = 100;
 
@@ -254,13 +254,7 @@ pub async fn ack_event(
     let request: AckRequest = if body.iter().all(u8::is_ascii_whitespace) {
         AckRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_body",
-                format!("request body: {e}"),
-            )
-        })?
+        json_body(&body)?
     };
     if let Some(by) = &request.by
         && (by.len() > MAX_ACK_BY_LEN || by.chars().any(char::is_control))

@@ -6,6 +6,7 @@
 mod devices;
 mod error;
 mod events;
+mod sessions;
 mod system;
 
 use std::net::SocketAddr;
@@ -80,6 +81,11 @@ impl AppState {
         devices::records,
         devices::ptz,
         devices::control,
+        sessions::start_session,
+        sessions::list_sessions,
+        sessions::get_session,
+        sessions::stop_session,
+        sessions::control_session,
     ),
     components(schemas(
         appliance_model::Event,
@@ -97,6 +103,14 @@ impl AppState {
         devices::DeviceAnswer,
         devices::PtzRequest,
         devices::ControlRequest,
+        sessions::StartRequest,
+        sessions::SessionView,
+        sessions::SessionList,
+        sessions::Endpoint,
+        sessions::Kind,
+        sessions::Transport,
+        sessions::ControlRequest,
+        appliance_media::receive::ReceiveStats,
         appliance_gb28181::device::Device,
         appliance_gb28181::device::Channel,
         appliance_gb28181::device::DeviceInfo,
@@ -122,6 +136,17 @@ fn query_params<T: serde::de::DeserializeOwned>(raw: Option<&str>) -> Result<T, 
     })
 }
 
+/// A JSON request body; malformed JSON or a wrong field is a JSON 400 that names the problem.
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "bad_body",
+            format!("request body: {e}"),
+        )
+    })
+}
+
 /// Routes that will require a signed-in user once authentication exists.
 fn protected_routes() -> Router<AppState> {
     Router::new()
@@ -137,6 +162,16 @@ fn protected_routes() -> Router<AppState> {
         .route("/devices/{id}/records", get(devices::records))
         .route("/devices/{id}/ptz", post(devices::ptz))
         .route("/devices/{id}/control", post(devices::control))
+        .route(
+            "/devices/{id}/channels/{channel}/sessions",
+            post(sessions::start_session),
+        )
+        .route("/sessions", get(sessions::list_sessions))
+        .route(
+            "/sessions/{id}",
+            get(sessions::get_session).delete(sessions::stop_session),
+        )
+        .route("/sessions/{id}/control", post(sessions::control_session))
 }
 
 pub fn router(state: AppState) -> Router {
