@@ -2,7 +2,7 @@
 //! the real `applianced` is the platform. Scenarios live in `tests/sipp/`.
 //!
 //! The device simulator (`applianced sim-device`) is tested here against the platform too.
-//! Not covered yet: media sessions (INVITE, SSRC, RTP) — not built.
+//! Media sessions (INVITE, SSRC, RTP) are tested in `media.rs`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -368,6 +368,37 @@ fn the_api_queries_and_controls_a_device_and_waits_for_its_answers() {
         "{body}"
     );
 
+    let config = format!("/api/v1/devices/{DEVICE}/config");
+    let (status, answer) = daemon.get(&config);
+    assert_eq!(status, 200, "{answer}");
+    let basic = &answer["answer"]["ConfigDownloadResponse"]["basic"];
+    assert_eq!(basic["name"], format!("sim {DEVICE}"), "{answer}");
+    let (status, answer) = daemon.put(&config, r#"{"name": "Gate", "heartbeat_interval": 30}"#);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["answer"]["ControlResponse"]["result"], "OK",
+        "{answer}"
+    );
+    let (_, answer) = daemon.get(&config);
+    let basic = &answer["answer"]["ConfigDownloadResponse"]["basic"];
+    assert_eq!(
+        (basic["name"].as_str(), basic["heartbeat_interval"].as_u64()),
+        (Some("Gate"), Some(30)),
+        "{answer}"
+    );
+    for (body, names) in [
+        (r#"{"heartbeat_interval": 1}"#, "heartbeat_interval"),
+        (r#"{}"#, "nothing to change"),
+        (r#"{"colour": "red"}"#, "colour"),
+    ] {
+        let (status, answer) = daemon.put(&config, body);
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(
+            answer["error"]["message"].as_str().unwrap().contains(names),
+            "{answer}"
+        );
+    }
+
     let ptz = format!("/api/v1/devices/{DEVICE}/ptz");
     let (status, _) = daemon.post(
         &ptz,
@@ -403,6 +434,19 @@ fn the_api_queries_and_controls_a_device_and_waits_for_its_answers() {
     );
     let (status, _) = daemon.get("/api/v1/devices/34020000001329999999/status");
     assert_eq!(status, 404);
+
+    // An alarm on demand (SIGUSR1 to the simulator) becomes an event.
+    assert!(!event_types(&daemon, DEVICE).contains(&"alarm".to_string()));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(sim.id() as i32),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    let alarmed = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        event_types(&daemon, DEVICE).contains(&"alarm".to_string())
+    });
+    assert!(alarmed, "{}", daemon.log());
     let _ = sim.kill();
     let _ = sim.wait();
 }

@@ -164,6 +164,16 @@ impl Daemon {
         (status, parse_json(&text))
     }
 
+    /// PUT a JSON body, returning (status, JSON body).
+    pub fn put(&self, path: &str, body: &str) -> (u16, Value) {
+        let (status, text) = response(
+            ureq::put(&self.url(path))
+                .set("content-type", "application/json")
+                .send_string(body),
+        );
+        (status, parse_json(&text))
+    }
+
     /// DELETE, returning (status, body text).
     pub fn delete(&self, path: &str) -> (u16, String) {
         response(ureq::delete(&self.url(path)).call())

@@ -24,6 +24,7 @@ use clap::{Args, ValueEnum};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, UdpSocket};
+use tokio::signal::unix::SignalKind;
 use tokio::sync::mpsc;
 
 use stream::{Prepared, Stream};
@@ -64,7 +65,7 @@ pub struct SimOptions {
     /// Keepalive period.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub keepalive: Duration,
-    /// Raise an alarm this often (off when absent).
+    /// Raise an alarm this often (off when absent); `kill -USR1` raises one on demand.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub alarm_every: Option<Duration>,
     /// Registration lifetime requested (seconds); re-registers at 80 % of it.
@@ -246,6 +247,8 @@ struct SimDevice {
     register_call_id: String,
     register_tag: String,
     sessions: HashMap<String, SimSession>,
+    /// What ConfigDownload reports; DeviceConfig changes it (the simulation only remembers).
+    basic: manscdp::BasicParam,
     /// Call-IDs of playbacks whose stream reached its end.
     ended_tx: mpsc::UnboundedSender<String>,
     ended_rx: mpsc::UnboundedReceiver<String>,
@@ -256,7 +259,14 @@ impl SimDevice {
         let link = Link::connect(&options).await?;
         let local = link.local_addr()?.to_string();
         let (ended_tx, ended_rx) = mpsc::unbounded_channel();
+        let basic = manscdp::BasicParam {
+            name: Some(format!("sim {id}")),
+            expiration: Some(options.expires),
+            heartbeat_interval: u32::try_from(options.keepalive.as_secs()).ok(),
+            heartbeat_count: Some(3),
+        };
         let mut device = SimDevice {
+            basic,
             sessions: HashMap::new(),
             ended_tx,
             ended_rx,
@@ -379,6 +389,9 @@ impl SimDevice {
         let renew = Duration::from_secs(u64::from(self.options.expires) * 8 / 10);
         let mut reregister = tokio::time::interval(renew.max(Duration::from_secs(1)));
         reregister.tick().await;
+        // `kill -USR1 <pid>` raises an alarm on every simulated device, for installers checking
+        // that alarms reach the box.
+        let mut on_demand = tokio::signal::unix::signal(SignalKind::user_defined1())?;
         let stop = tokio::time::sleep(self.options.duration.unwrap_or(far));
         tokio::pin!(stop);
         loop {
@@ -389,19 +402,8 @@ impl SimDevice {
                     let body = Body::Keepalive { status: "OK".into() };
                     self.notify(Root::Notify, body, None).await?;
                 }
-                _ = alarm.tick() => {
-                    let body = Body::Alarm(Alarm {
-                        priority: Some(1),
-                        method: Some(5),
-                        alarm_type: Some(2),
-                        time: Some(appliance_model::Timestamp::now().to_string().trim_end_matches('Z').to_string()),
-                        description: Some("simulated intrusion".into()),
-                        longitude: None,
-                        latitude: None,
-                    });
-                    let channel = self.channel_id(1);
-                    self.notify(Root::Notify, body, Some(channel)).await?;
-                }
+                _ = alarm.tick() => self.raise_alarm().await?,
+                _ = on_demand.recv() => self.raise_alarm().await?,
                 _ = reregister.tick() => self.register(self.options.expires).await?,
                 received = self.link.recv() => {
                     let message = received?;
@@ -412,6 +414,22 @@ impl SimDevice {
                 Some(call_id) = self.ended_rx.recv() => self.playback_ended(call_id).await?,
             }
         }
+    }
+
+    /// An intrusion alarm (video method) on the first channel.
+    async fn raise_alarm(&mut self) -> anyhow::Result<()> {
+        let time = appliance_model::Timestamp::now().to_string();
+        let body = Body::Alarm(Alarm {
+            priority: Some(1),
+            method: Some(5),
+            alarm_type: Some(2),
+            time: Some(time.trim_end_matches('Z').to_string()),
+            description: Some("simulated intrusion".into()),
+            longitude: None,
+            latitude: None,
+        });
+        let channel = self.channel_id(1);
+        self.notify(Root::Notify, body, Some(channel)).await
     }
 
     fn channel_id(&self, n: u32) -> String {
@@ -565,6 +583,29 @@ impl SimDevice {
                     Body::PresetQueryResponse { sum_num: 2, items },
                     sn,
                     query.device_id.clone(),
+                )]
+            }
+            Body::ConfigDownloadQuery { .. } => vec![manscdp::Message::response(
+                Body::ConfigDownloadResponse {
+                    basic: Some(self.basic.clone()),
+                },
+                sn,
+                self.id.clone(),
+            )],
+            Body::DeviceConfigBasic(change) => {
+                tracing::info!(device = self.id, ?change, "configuration changed");
+                let basic = &mut self.basic;
+                basic.name = change.name.or(basic.name.take());
+                basic.expiration = change.expiration.or(basic.expiration);
+                basic.heartbeat_interval = change.heartbeat_interval.or(basic.heartbeat_interval);
+                basic.heartbeat_count = change.heartbeat_count.or(basic.heartbeat_count);
+                vec![manscdp::Message::response(
+                    Body::ControlResponse {
+                        cmd_type: "DeviceConfig".into(),
+                        result: "OK".into(),
+                    },
+                    sn,
+                    self.id.clone(),
                 )]
             }
             Body::DeviceControl(control) => {

@@ -5,7 +5,7 @@ use appliance_gb28181::platform::PlatformError;
 use std::time::Duration;
 
 use appliance_manscdp::ptz::{Pan, PtzCommand, PtzInstruction, Tilt, Zoom};
-use appliance_manscdp::{Body, DeviceControl};
+use appliance_manscdp::{BasicParam, Body, DeviceControl};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -180,6 +180,99 @@ pub async fn presets(
     let params: ChannelParam = query_params(raw.as_deref())?;
     let target = params.channel.unwrap_or_else(|| id.clone());
     ask(&state, &id, &target, Body::PresetQuery).await
+}
+
+/// Ask a device for its basic configuration (ConfigDownload `BasicParam`: name, registration
+/// expiry, keepalive interval and count).
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices/{id}/config",
+    params(("id" = String, Path, description = "20-digit GB28181 device id")),
+    responses(
+        (status = 200, body = DeviceAnswer),
+        (status = 404, body = super::error::ErrorBody),
+        (status = 409, body = super::error::ErrorBody),
+        (status = 504, body = super::error::ErrorBody),
+    ),
+)]
+pub async fn config(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<DeviceAnswer>, ApiError> {
+    let query = Body::ConfigDownloadQuery {
+        config_type: "BasicParam".into(),
+    };
+    ask(&state, &id, &id, query).await
+}
+
+/// New basic configuration for a device (DeviceConfig `BasicParam`); absent fields are left
+/// as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BasicConfig {
+    /// Device name, at most 64 characters.
+    name: Option<String>,
+    /// Registration expiry, 60 to 86400 seconds.
+    expiration: Option<u32>,
+    /// Keepalive interval, 5 to 3600 seconds.
+    heartbeat_interval: Option<u32>,
+    /// Keepalives missed before offline, 1 to 10.
+    heartbeat_count: Option<u32>,
+}
+
+fn basic_param(config: BasicConfig) -> Result<BasicParam, ApiError> {
+    let within = |name: &str, value: Option<u32>, min: u32, max: u32| match value {
+        Some(v) if !(min..=max).contains(&v) => Err(ApiError::bad_parameter(
+            name,
+            format!("must be between {min} and {max}, got {v}"),
+        )),
+        _ => Ok(value),
+    };
+    if let Some(name) = &config.name
+        && (name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control))
+    {
+        return Err(ApiError::bad_parameter(
+            "name",
+            "must be 1 to 64 printable characters",
+        ));
+    }
+    let param = BasicParam {
+        expiration: within("expiration", config.expiration, 60, 86_400)?,
+        heartbeat_interval: within("heartbeat_interval", config.heartbeat_interval, 5, 3_600)?,
+        heartbeat_count: within("heartbeat_count", config.heartbeat_count, 1, 10)?,
+        name: config.name,
+    };
+    if param == BasicParam::default() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            "request body: nothing to change",
+        ));
+    }
+    Ok(param)
+}
+
+/// Change a device's basic configuration and wait for its answer.
+#[utoipa::path(
+    put,
+    path = "/api/v1/devices/{id}/config",
+    params(("id" = String, Path, description = "20-digit GB28181 device id")),
+    request_body = BasicConfig,
+    responses(
+        (status = 200, body = DeviceAnswer),
+        (status = 400, body = super::error::ErrorBody),
+        (status = 404, body = super::error::ErrorBody),
+        (status = 409, body = super::error::ErrorBody),
+        (status = 504, body = super::error::ErrorBody),
+    ),
+)]
+pub async fn set_config(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<DeviceAnswer>, ApiError> {
+    let param = basic_param(json_body(&body)?)?;
+    ask(&state, &id, &id, Body::DeviceConfigBasic(param)).await
 }
 
 /// Recording search on a channel.

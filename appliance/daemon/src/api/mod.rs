@@ -78,6 +78,8 @@ impl AppState {
         devices::refresh_catalog,
         devices::device_status,
         devices::presets,
+        devices::config,
+        devices::set_config,
         devices::records,
         devices::ptz,
         devices::control,
@@ -103,6 +105,7 @@ impl AppState {
         devices::DeviceAnswer,
         devices::PtzRequest,
         devices::ControlRequest,
+        devices::BasicConfig,
         sessions::StartRequest,
         sessions::SessionView,
         sessions::SessionList,
@@ -159,6 +162,10 @@ fn protected_routes() -> Router<AppState> {
         .route("/devices/{id}/catalog", post(devices::refresh_catalog))
         .route("/devices/{id}/status", get(devices::device_status))
         .route("/devices/{id}/presets", get(devices::presets))
+        .route(
+            "/devices/{id}/config",
+            get(devices::config).put(devices::set_config),
+        )
         .route("/devices/{id}/records", get(devices::records))
         .route("/devices/{id}/ptz", post(devices::ptz))
         .route("/devices/{id}/control", post(devices::control))
