@@ -81,10 +81,6 @@ impl PsMuxer {
         }
     }
 
-    pub fn codec(&self) -> VideoCodec {
-        self.codec
-    }
-
     /// One pack for one access unit (Annex-B): pack header with the SCR; the system header and
     /// program stream map on keyframes (and on the first pack, whatever it is); then PES packets
     /// of stream 0xE0, the first one with PTS = DTS = `pts_90k` (no B-frames), the rest
