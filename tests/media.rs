@@ -9,6 +9,7 @@
 //! handling is tested sans-IO in `appliance-gb28181`).
 
 use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,33 +19,51 @@ use serde_json::Value;
 const DEVICE: &str = "34020000001320000001";
 const CHANNEL: &str = "34020000001310000001";
 
-struct Sim(Child);
+/// A running simulated camera and where its log goes.
+struct Sim {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Sim {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
 
 impl Drop for Sim {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
+}
+
+fn daemon_options<'a>(dir: &'a Path, env: &[(&str, &str)]) -> DaemonOptions<'a> {
+    let mut options = DaemonOptions::new(dir);
+    options.env = vec![("APPLIANCE_SIP__PASSWORD".into(), "sim-secret".into())];
+    options
+        .env
+        .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    options
 }
 
 /// A daemon and one simulated camera registered to it.
 fn daemon_with_camera(env: &[(&str, &str)], sim_args: &[&str]) -> (Daemon, Sim, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let mut options = DaemonOptions::new(dir.path());
-    options.env = vec![("APPLIANCE_SIP__PASSWORD".into(), "sim-secret".into())];
-    options
-        .env
-        .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let daemon = Daemon::start_with(options);
-    let sim = Sim(Command::new(binary("applianced"))
-        .args(["sim-device", "--platform", &daemon.sip_addr.to_string()])
-        .args(["--password", "sim-secret", "--duration", "60s"])
-        .args(sim_args)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap());
+    let daemon = Daemon::start_with(daemon_options(dir.path(), env));
+    let log = dir.path().join("sim.log");
+    let sim = Sim {
+        child: Command::new(binary("applianced"))
+            .args(["sim-device", "--platform", &daemon.sip_addr.to_string()])
+            .args(["--password", "sim-secret", "--duration", "60s"])
+            .args(sim_args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+        log,
+    };
     let online = wait_for(Duration::from_secs(10), || {
         daemon.get(&format!("/api/v1/devices/{DEVICE}")).1["online"] == true
     });
@@ -81,6 +100,14 @@ fn receives(daemon: &Daemon, id: &str, frames: u64) -> Value {
     });
     assert!(arrived, "no frames on {id}: {session}\n{}", daemon.log());
     session
+}
+
+/// Waits until the platform holds no SSRC (the gauge follows the one-second clock).
+fn ssrcs_released(daemon: &Daemon) {
+    let released = wait_for(Duration::from_secs(5), || {
+        metric(daemon, "appliance_sip_ssrcs_in_use") == 0.0
+    });
+    assert!(released, "SSRCs still held:\n{}", daemon.log());
 }
 
 fn metric(daemon: &Daemon, name: &str) -> f64 {
@@ -140,6 +167,7 @@ fn live_over_udp_and_tcp_arrives_with_the_agreed_ssrc_and_bye_releases_it() {
             serde_json::json!([])
         );
         assert_eq!(metric(&daemon, "appliance_media_endpoints_open"), 0.0);
+        ssrcs_released(&daemon);
     }
     assert!(
         metric(&daemon, "appliance_media_rtp_packets_total") > 30.0,
@@ -194,6 +222,7 @@ fn a_playback_is_paused_resumed_and_ends_with_the_recording() {
     });
     assert!(ended, "the playback did not end:\n{}", daemon.log());
     assert_eq!(metric(&daemon, "appliance_media_endpoints_open"), 0.0);
+    ssrcs_released(&daemon);
 }
 
 #[test]
@@ -245,12 +274,59 @@ fn a_stream_that_stops_is_hung_up_and_its_ssrc_released() {
     let id = session["id"].as_str().unwrap().to_string();
     receives(&daemon, &id, 5);
     // The camera dies mid-stream.
-    sim.0.kill().unwrap();
-    sim.0.wait().unwrap();
+    sim.child.kill().unwrap();
+    sim.child.wait().unwrap();
     let gone = wait_for(Duration::from_secs(10), || {
         daemon.get(&format!("/api/v1/sessions/{id}")).0 == 404
     });
     assert!(gone, "the dead stream was not hung up:\n{}", daemon.log());
     assert_eq!(metric(&daemon, "appliance_media_streams_gone_total"), 1.0);
     assert_eq!(metric(&daemon, "appliance_media_endpoints_open"), 0.0);
+    ssrcs_released(&daemon);
+}
+
+#[test]
+fn sessions_cut_off_by_a_daemon_crash_are_hung_up_by_the_next_start() {
+    // The same SIP port before and after: the camera keeps talking to it.
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let env = [("APPLIANCE_SIP__LISTEN", listen.as_str())];
+    let (daemon, sim, dir) = daemon_with_camera(&env, &[]);
+    let session = start(&daemon, r#"{"kind":"live"}"#);
+    let id = session["id"].as_str().unwrap().to_string();
+    receives(&daemon, &id, 5);
+    daemon.stop_with(nix::sys::signal::Signal::SIGKILL, Duration::from_secs(5));
+    assert!(!sim.log().contains("session ended by BYE"));
+
+    let daemon = Daemon::start_with(daemon_options(dir.path(), &env));
+    let hung_up = wait_for(Duration::from_secs(10), || {
+        sim.log().contains("session ended by BYE")
+    });
+    assert!(
+        hung_up,
+        "the camera still streams for a session nobody holds:\n{}\n{}",
+        daemon.log(),
+        sim.log()
+    );
+    assert!(
+        daemon.log().contains("sessions_to_hang_up=1"),
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(
+        daemon.get("/api/v1/sessions").1["items"],
+        serde_json::json!([])
+    );
+    // Hung up once: a second restart finds nothing left to hang up.
+    daemon.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(5));
+    let daemon = Daemon::start_with(daemon_options(dir.path(), &env));
+    assert!(
+        daemon.log().contains("sessions_to_hang_up=0"),
+        "{}",
+        daemon.log()
+    );
 }

@@ -14,7 +14,7 @@ use appliance_gb28181::mansrtsp::PlaybackControl;
 use appliance_gb28181::platform::{Counters, Output, Platform, PlatformConfig, PlatformError};
 use appliance_gb28181::registrar::RegistrarConfig;
 use appliance_gb28181::sdp::{MediaTransport, SessionKind};
-use appliance_gb28181::session::{EndReason, MediaEndpoint, Session};
+use appliance_gb28181::session::{EndReason, MediaEndpoint, Session, StoredDialog};
 use appliance_gb28181::subscription::SubscriptionKind;
 use appliance_manscdp::Body;
 use appliance_media::receive::ReceiveStats;
@@ -35,6 +35,9 @@ use crate::media::{MediaEndpoints, MediaError};
 
 /// Store namespace of the registered devices (JSON per device id).
 pub const DEVICES_NAMESPACE: &str = "gb28181.devices";
+/// Store namespace of the established sessions' dialogs (JSON per Call-ID): what a restarted
+/// daemon needs to hang up the sessions a crash cut off.
+pub const DIALOGS_NAMESPACE: &str = "gb28181.sessions";
 /// Largest SIP message accepted, over UDP or TCP.
 const MAX_MESSAGE: usize = 64 * 1024;
 /// Messages queued towards one TCP connection before it is considered stuck and dropped.
@@ -53,6 +56,7 @@ struct SipMetrics {
     counters: Family<Vec<(String, String)>, Counter>,
     devices_online: Gauge,
     devices_known: Gauge,
+    ssrcs_in_use: Gauge,
 }
 
 /// A handle the HTTP API uses to read devices and send requests.
@@ -301,6 +305,21 @@ impl Executor {
                         tokio::spawn(stored);
                     }
                 }
+                Output::PersistDialog { call_id, dialog } => {
+                    let change = StateChange {
+                        namespace: DIALOGS_NAMESPACE,
+                        key: call_id,
+                        value: dialog.map(|d| serde_json::to_vec(&d).expect("dialogs serialise")),
+                    };
+                    // Not awaited: a crash before it lands costs one BYE (or a duplicate one the
+                    // device answers 481), not a wrong state.
+                    let commit = self.store.commit(Vec::new(), vec![change]);
+                    tokio::spawn(async move {
+                        if let Err(e) = commit.await {
+                            tracing::error!(error = %e, "cannot store a session dialog");
+                        }
+                    });
+                }
                 Output::Send { peer, bytes } => sends.push((peer, bytes)),
                 Output::SessionEstablished { call_id, ssrc } => {
                     tracing::info!(call_id, %ssrc, "media session established");
@@ -381,7 +400,20 @@ pub async fn start(
             }
         }
     }
-    tracing::info!(devices = restored.len(), "restored GB28181 devices");
+    let mut dialogs = Vec::new();
+    for (call_id, bytes) in store.state_entries(DIALOGS_NAMESPACE)? {
+        match serde_json::from_slice::<StoredDialog>(&bytes) {
+            Ok(dialog) => dialogs.push(dialog),
+            Err(e) => {
+                tracing::warn!(call_id, error = %e, "skipping an unreadable stored session")
+            }
+        }
+    }
+    tracing::info!(
+        devices = restored.len(),
+        sessions_to_hang_up = dialogs.len(),
+        "restored GB28181 devices"
+    );
     let platform_config = PlatformConfig {
         platform_id: config.platform_id.clone(),
         registrar: RegistrarConfig {
@@ -411,6 +443,7 @@ pub async fn start(
         platform_config,
         rand::random(),
         restored,
+        dialogs,
         now_ms(),
     )));
     let (media, gone) = MediaEndpoints::new(media_config.clone(), registry);
@@ -435,6 +468,11 @@ pub async fn start(
         "devices_known",
         "GB28181 devices known",
         metrics.devices_known.clone(),
+    );
+    sip.register(
+        "ssrcs_in_use",
+        "SSRCs held by media sessions (one per session)",
+        metrics.ssrcs_in_use.clone(),
     );
 
     tokio::spawn(udp_loop(
@@ -629,18 +667,18 @@ async fn clock(
                 return;
             }
         }
-        let (outputs, counters, online, known) = {
+        let (outputs, counters) = {
             let mut platform = lock(&platform);
             let outputs = platform.on_tick(now_ms());
             let online = platform.devices().filter(|d| d.online).count();
-            let known = platform.devices().count();
-            (outputs, platform.counters().clone(), online, known)
+            metrics.devices_online.set(online as i64);
+            metrics.devices_known.set(platform.devices().count() as i64);
+            metrics.ssrcs_in_use.set(platform.ssrcs_in_use() as i64);
+            (outputs, platform.counters())
         };
         executor.run(outputs).await;
         mirror(&metrics, &last, &counters);
         last = counters;
-        metrics.devices_online.set(online as i64);
-        metrics.devices_known.set(known as i64);
     }
 }
 
@@ -691,6 +729,11 @@ fn mirror(metrics: &SipMetrics, last: &Counters, now: &Counters) {
             "control_refused",
             last.controls_refused,
             now.controls_refused,
+        ),
+        (
+            "stray_session_hung_up",
+            last.stray_sessions_hung_up,
+            now.stray_sessions_hung_up,
         ),
     ];
     for (kind, before, after) in pairs {

@@ -16,7 +16,7 @@ use crate::mansrtsp::{MansrtspError, PlaybackControl};
 use crate::registrar::{Decision, Registrar, RegistrarConfig};
 use crate::sdp::SessionKind;
 use crate::session::{
-    EndReason, MediaEndpoint, Session, SessionError, SessionOutput, Sessions, Target,
+    EndReason, MediaEndpoint, Session, SessionError, SessionOutput, Sessions, StoredDialog, Target,
 };
 use crate::ssrc::{Ssrc, SsrcAllocator};
 use crate::subscription::{self, Subscription, SubscriptionKind};
@@ -69,6 +69,15 @@ pub enum Output {
         call_id: String,
         reason: EndReason,
     },
+    /// Store an established media session's dialog under its Call-ID (`Some`, again when its
+    /// CSeq moves on), or delete it (`None`). What is stored comes back as
+    /// [`Platform::new`]'s `restored_dialogs` after a restart, to be hung up. The sends of the
+    /// same input need not wait for it: a crash in between costs at most that dialog's BYE
+    /// after the restart (or a second BYE, which the device answers 481).
+    PersistDialog {
+        call_id: String,
+        dialog: Option<Box<StoredDialog>>,
+    },
     /// A device answered the request numbered `sn` (paged answers once assembled, or partial
     /// when they time out: `complete` false).
     Answer {
@@ -92,6 +101,8 @@ pub struct Counters {
     pub requests_timed_out: u64,
     /// Playback controls (INFO) a device answered with a failure.
     pub controls_refused: u64,
+    /// 2xx answers to an INVITE whose session we no longer held, ACKed and hung up.
+    pub stray_sessions_hung_up: u64,
 }
 
 pub struct Platform {
@@ -151,10 +162,15 @@ impl From<SessionError> for PlatformError {
 impl Platform {
     /// `restored` are the devices persisted before a restart: they keep their registration and
     /// online state, and get a full heartbeat window from now before they can be called offline.
+    /// `restored_dialogs` are the media sessions' dialogs persisted before it
+    /// ([`Output::PersistDialog`]): their sessions died with the process, so the first
+    /// [`Platform::on_tick`] sends each a BYE (retransmitted over UDP) and deletes it with
+    /// `PersistDialog { dialog: None }`.
     pub fn new(
         config: PlatformConfig,
         secret: [u8; 32],
         restored: Vec<Device>,
+        restored_dialogs: Vec<StoredDialog>,
         now_ms: i64,
     ) -> Platform {
         let devices = restored
@@ -178,6 +194,7 @@ impl Platform {
             sessions: Sessions::new(
                 SsrcAllocator::new(&config.registrar.realm)
                     .expect("the configured SIP domain has 10 digits"),
+                restored_dialogs,
             ),
             config,
         }
@@ -197,6 +214,7 @@ impl Platform {
         Counters {
             requests_timed_out: self.counters.requests_timed_out + sessions.requests_timed_out,
             controls_refused: sessions.controls_refused,
+            stray_sessions_hung_up: sessions.stray_sessions_hung_up,
             ..self.counters.clone()
         }
     }
@@ -218,7 +236,7 @@ impl Platform {
             }
         };
         if !message.is_request() {
-            return self.on_response(&message, now_ms);
+            return self.on_response(&message, from, now_ms);
         }
         let method = message.method().unwrap_or_default().to_string();
         if method == "ACK" {
@@ -267,7 +285,7 @@ impl Platform {
         outputs
     }
 
-    fn on_response(&mut self, response: &Message, now_ms: i64) -> Vec<Output> {
+    fn on_response(&mut self, response: &Message, from: Peer, now_ms: i64) -> Vec<Output> {
         let (Some(branch), Some(status)) = (response.via_branch(), response.status()) else {
             self.counters.malformed_messages += 1;
             return Vec::new();
@@ -276,7 +294,14 @@ impl Platform {
         if response.cseq().is_some_and(|(_, method)| {
             matches!(method.as_str(), "INVITE" | "CANCEL" | "BYE" | "INFO")
         }) {
-            return from_sessions(self.sessions.on_response(response, now_ms));
+            // A stray 200 is hung up only when it comes from where a device speaks from: a
+            // forged datagram must not make us send (and retransmit) requests to anyone else.
+            let device = self.devices.values().any(|d| d.peer == from);
+            return from_sessions(self.sessions.on_response(
+                response,
+                device.then_some(from),
+                now_ms,
+            ));
         }
         if status >= 200
             && let Some(key) = self.subscribing.remove(&branch)
@@ -372,6 +397,11 @@ impl Platform {
 
     pub fn sessions(&self) -> impl Iterator<Item = &Session> {
         self.sessions.iter()
+    }
+
+    /// SSRCs the allocator holds: one per session, or a leak.
+    pub fn ssrcs_in_use(&self) -> usize {
+        self.sessions.ssrcs_in_use()
     }
 
     fn on_register(
@@ -869,6 +899,9 @@ impl From<SessionOutput> for Output {
                 Output::SessionEstablished { call_id, ssrc }
             }
             SessionOutput::Ended { call_id, reason } => Output::SessionEnded { call_id, reason },
+            SessionOutput::PersistDialog { call_id, dialog } => {
+                Output::PersistDialog { call_id, dialog }
+            }
         }
     }
 }

@@ -7,11 +7,17 @@
 //! end). Leaked SSRCs and RTP ports are a classic failure of existing platforms; the randomised
 //! test at the bottom drives thousands of sessions through every path and checks that none
 //! leaks.
+//!
+//! A device must not go on streaming to a port nobody reads either: a 200 that arrives after
+//! we gave its session up is ACKed and hung up from the response alone, and an established
+//! session's dialog is handed out for storage ([`StoredDialog`]) so that the platform started
+//! after a crash can BYE it.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 use appliance_sip::message::{Message, RequestBuilder, new_branch, new_call_id, new_tag};
+use serde::{Deserialize, Serialize};
 
 use crate::device::{Peer, Transport};
 use crate::mansrtsp::{self, MansrtspError, PlaybackControl};
@@ -85,8 +91,7 @@ pub struct Session {
     /// The device's SDP, once it accepted.
     pub answer: Option<Answer>,
     state: State,
-    call_id: String,
-    from_tag: String,
+    leg: Leg,
     /// The device's tag from its 200: the dialog exists once it is known.
     to_tag: Option<String>,
     /// The INVITE's Via branch, which its CANCEL and the ACK of a refusal reuse.
@@ -113,11 +118,67 @@ impl Session {
     }
 
     pub fn call_id(&self) -> &str {
-        &self.call_id
+        &self.leg.call_id
     }
 
-    /// A request of this session. The INVITE, its CANCEL and ACKs, and the BYE and INFO in its
-    /// dialog share the Request-URI, From and Call-ID; `to_tag` and `branch` tell them apart.
+    /// The next request inside the dialog (BYE, INFO), numbered `local_cseq + 1`.
+    fn in_dialog(&mut self, method: &str) -> RequestBuilder {
+        self.local_cseq += 1;
+        self.leg.request(
+            method,
+            self.local_cseq,
+            self.to_tag.as_deref(),
+            &new_branch(),
+        )
+    }
+
+    /// Whether the dialog is handed out for storage: from the moment the session is
+    /// established with the device's tag (without one there is no dialog to hang up later).
+    fn persisted(&self) -> bool {
+        self.state == State::Established && self.to_tag.is_some()
+    }
+
+    /// The dialog to store (again, whenever its CSeq moves on), while it is persisted.
+    fn stored(&self) -> Option<SessionOutput> {
+        if !self.persisted() {
+            return None;
+        }
+        Some(SessionOutput::PersistDialog {
+            call_id: self.leg.call_id.clone(),
+            dialog: Some(Box::new(StoredDialog {
+                leg: self.leg.clone(),
+                to_tag: self.to_tag.clone()?,
+                next_cseq: self.local_cseq + 1,
+            })),
+        })
+    }
+}
+
+/// How the requests of a session we started reach the device and name both ends, fixed when
+/// the INVITE goes out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leg {
+    /// The device (for logs), or for a stray 200 the channel it names.
+    pub device_id: String,
+    /// Where requests go: the device's address when the INVITE went out, or the source of a
+    /// stray 200.
+    pub peer: Peer,
+    pub request_uri: String,
+    /// From (our platform id in our domain).
+    pub local_uri: String,
+    /// To (the device's channel in our domain).
+    pub remote_uri: String,
+    /// Our `host:port` in Via, as the device addresses us.
+    pub platform_host: String,
+    pub call_id: String,
+    pub from_tag: String,
+}
+
+impl Leg {
+    /// A request of this leg. Every request we send for a media session comes from here (the
+    /// INVITE, its CANCEL and ACKs, BYE and INFO in its dialog, the BYE of a dialog restored
+    /// after a restart, the ACK and BYE of a stray 200), so they cannot drift apart; `to_tag`
+    /// and `branch` tell them apart.
     fn request(
         &self,
         method: &str,
@@ -125,33 +186,57 @@ impl Session {
         to_tag: Option<&str>,
         branch: &str,
     ) -> RequestBuilder {
-        let target = &self.target;
-        RequestBuilder::new(
-            method,
-            &format!("sip:{}@{}", target.channel_id, target.peer.addr),
-        )
-        .via_with_branch(transport_name(&target.peer), &target.platform_host, branch)
-        .from(
-            &format!("sip:{}@{}", target.platform_id, target.domain),
-            &self.from_tag,
-        )
-        .to(
-            &format!("sip:{}@{}", target.channel_id, target.domain),
-            to_tag,
-        )
-        .call_id(&self.call_id)
-        .cseq(cseq)
+        RequestBuilder::new(method, &self.request_uri)
+            .via_with_branch(transport_name(&self.peer), &self.platform_host, branch)
+            .from(&self.local_uri, &self.from_tag)
+            .to(&self.remote_uri, to_tag)
+            .call_id(&self.call_id)
+            .cseq(cseq)
+    }
+}
+
+/// An established session's dialog as stored, keyed by its Call-ID: all a platform started
+/// after a crash needs to BYE it, so that the device stops streaming to a port nobody reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredDialog {
+    #[serde(flatten)]
+    pub leg: Leg,
+    /// The device's tag from its 200.
+    pub to_tag: String,
+    /// The CSeq number our next request in the dialog takes: above every one sent so far, or
+    /// the device may refuse the BYE as out of order (RFC 3261 §12.2.2).
+    pub next_cseq: u32,
+}
+
+impl StoredDialog {
+    fn bye(&self) -> RequestBuilder {
+        self.leg
+            .request("BYE", self.next_cseq, Some(&self.to_tag), &new_branch())
     }
 
-    /// The next request inside the dialog (BYE, INFO), numbered `local_cseq + 1`.
-    fn in_dialog(&mut self, method: &str) -> RequestBuilder {
-        self.local_cseq += 1;
-        self.request(
-            method,
-            self.local_cseq,
-            self.to_tag.as_deref(),
-            &new_branch(),
-        )
+    /// The dialog a 2xx to an INVITE sets up, read from the response alone (RFC 3261 §12.1.2):
+    /// From is ours, To the device's, the remote target its Contact (else the To URI), and our
+    /// Via, echoed back, tells how we named ourselves. `None` without the tags a dialog needs.
+    fn from_2xx(response: &Message, from: Peer) -> Option<StoredDialog> {
+        let remote_uri = addressed_uri(response.header("To")?);
+        let (cseq, _) = response.cseq()?;
+        Some(StoredDialog {
+            leg: Leg {
+                device_id: response.to_user().unwrap_or_default(),
+                peer: from,
+                request_uri: response
+                    .header("Contact")
+                    .map_or(remote_uri, addressed_uri)
+                    .to_string(),
+                local_uri: addressed_uri(response.header("From")?).to_string(),
+                remote_uri: remote_uri.to_string(),
+                platform_host: via_sent_by(response.header("Via")?)?.to_string(),
+                call_id: response.call_id()?.to_string(),
+                from_tag: response.from_tag()?,
+            },
+            to_tag: response.to_tag()?,
+            next_cseq: cseq.checked_add(1)?,
+        })
     }
 }
 
@@ -171,6 +256,13 @@ pub enum SessionOutput {
     Ended {
         call_id: String,
         reason: EndReason,
+    },
+    /// Store the dialog of an established session under its Call-ID (`Some`, again whenever
+    /// it changes), or delete it (`None`, once, when a session that stored one ends or a
+    /// restored one is hung up).
+    PersistDialog {
+        call_id: String,
+        dialog: Option<Box<StoredDialog>>,
     },
 }
 
@@ -198,6 +290,9 @@ pub struct SessionCounters {
     pub controls_refused: u64,
     /// INVITE, CANCEL, BYE or INFO without a final answer in time.
     pub requests_timed_out: u64,
+    /// 2xx answers to an INVITE whose session we no longer held, ACKed and hung up (one more
+    /// when the device repeats its 200 because our ACK was lost).
+    pub stray_sessions_hung_up: u64,
 }
 
 /// The ACK of a refused INVITE over UDP, kept for timer D.
@@ -217,6 +312,8 @@ pub struct Sessions {
     /// By Call-ID: a device that missed our ACK of its refusal repeats the refusal, and gets the
     /// same ACK again until timer D runs out (RFC 3261 §17.1.1.2).
     refusal_acks: HashMap<String, RefusalAck>,
+    /// Dialogs stored before a restart, hung up at the first tick.
+    restored: Vec<StoredDialog>,
     counters: SessionCounters,
 }
 
@@ -246,25 +343,40 @@ fn ack(request: RequestBuilder) -> Option<Vec<u8>> {
     logged(build(request)).map(|ack| ack.to_bytes())
 }
 
-/// Sends a CANCEL, BYE or INFO of `session` as a client transaction: retransmitted over UDP
-/// until a final answer, or until timer F gives up.
+/// The URI of a name-addr or addr-spec header value (`"Cam" <sip:a@b>;tag=x`, `sip:a@b;tag=x`).
+fn addressed_uri(value: &str) -> &str {
+    match value.split_once('<') {
+        Some((_, rest)) => rest.split('>').next().unwrap_or_default(),
+        None => value.split(';').next().unwrap_or_default(),
+    }
+    .trim()
+}
+
+/// The sent-by (`host:port`) of the top Via entry, `SIP/2.0/UDP host:port;branch=…`.
+fn via_sent_by(via: &str) -> Option<&str> {
+    let top = via.split(',').next()?;
+    top.split(';').next()?.split_whitespace().last()
+}
+
+/// Sends a CANCEL, BYE or INFO in `leg` as a client transaction: retransmitted over UDP until a
+/// final answer, or until timer F gives up.
 fn transact(
     requests: &mut ClientTransactions,
-    session: &Session,
+    leg: &Leg,
     request: RequestBuilder,
     now_ms: i64,
 ) -> Result<SessionOutput, SessionError> {
     let message = build(request)?;
     let bytes = message.to_bytes();
     let purpose = Purpose {
-        device_id: session.target.device_id.clone(),
+        device_id: leg.device_id.clone(),
         what: format!(
             "{} in session {}",
             message.method().unwrap_or_default(),
-            session.call_id
+            leg.call_id
         ),
     };
-    let peer = session.target.peer;
+    let peer = leg.peer;
     requests.start(
         message.via_branch().unwrap_or_default(),
         peer,
@@ -276,12 +388,16 @@ fn transact(
 }
 
 impl Sessions {
-    pub fn new(ssrcs: SsrcAllocator) -> Sessions {
+    /// `restored` are the dialogs stored before a restart ([`SessionOutput::PersistDialog`]):
+    /// their sessions are gone with the process, so the first [`Sessions::on_tick`] hangs them
+    /// up. Their SSRCs are not taken: they belonged to the process that died.
+    pub fn new(ssrcs: SsrcAllocator, restored: Vec<StoredDialog>) -> Sessions {
         Sessions {
             ssrcs,
             sessions: HashMap::new(),
             requests: ClientTransactions::default(),
             refusal_acks: HashMap::new(),
+            restored,
             counters: SessionCounters::default(),
         }
     }
@@ -334,15 +450,24 @@ impl Sessions {
             transport: endpoint.transport,
             ssrc,
         };
-        let mut session = Session {
+        let leg = Leg {
+            device_id: target.device_id.clone(),
+            peer: target.peer,
+            request_uri: format!("sip:{}@{}", target.channel_id, target.peer.addr),
+            local_uri: format!("sip:{}@{}", target.platform_id, target.domain),
+            remote_uri: format!("sip:{}@{}", target.channel_id, target.domain),
+            platform_host: target.platform_host.clone(),
             call_id: new_call_id(&target.platform_host),
+            from_tag: new_tag(),
+        };
+        let mut session = Session {
             target,
             kind,
             ssrc,
             endpoint,
             answer: None,
             state: State::Inviting,
-            from_tag: new_tag(),
+            leg,
             to_tag: None,
             invite_branch: new_branch(),
             local_cseq: INVITE_CSEQ,
@@ -354,6 +479,7 @@ impl Sessions {
         };
         let target = &session.target;
         let invite = session
+            .leg
             .request("INVITE", INVITE_CSEQ, None, &session.invite_branch)
             .contact(&format!(
                 "sip:{}@{}",
@@ -376,7 +502,7 @@ impl Sessions {
         if peer.transport == Transport::Udp {
             session.resend = Some((invite.clone(), Backoff::invite(now_ms)));
         }
-        let call_id = session.call_id.clone();
+        let call_id = session.leg.call_id.clone();
         self.sessions.insert(call_id.clone(), session);
         Ok((
             call_id,
@@ -387,19 +513,36 @@ impl Sessions {
         ))
     }
 
-    /// Forgets a session and releases its SSRC. A session we were cancelling ends for the reason
-    /// we hung up, however the device answered.
-    fn end(&mut self, call_id: &str, reason: EndReason) -> Option<SessionOutput> {
-        let session = self.sessions.remove(call_id)?;
+    /// Forgets a session and releases its SSRC, and its stored dialog if it had one. A session
+    /// we were cancelling ends for the reason we hung up, however the device answered.
+    fn end(&mut self, call_id: &str, reason: EndReason) -> Vec<SessionOutput> {
+        let Some(session) = self.sessions.remove(call_id) else {
+            return Vec::new();
+        };
         self.ssrcs.release(session.ssrc);
-        Some(SessionOutput::Ended {
+        let forget = session.persisted().then(|| SessionOutput::PersistDialog {
             call_id: call_id.to_string(),
-            reason: session.cancel_reason.unwrap_or(reason),
-        })
+            dialog: None,
+        });
+        forget
+            .into_iter()
+            .chain([SessionOutput::Ended {
+                call_id: call_id.to_string(),
+                reason: session.cancel_reason.unwrap_or(reason),
+            }])
+            .collect()
     }
 
-    /// A response to our INVITE, CANCEL, BYE or INFO.
-    pub fn on_response(&mut self, response: &Message, now_ms: i64) -> Vec<SessionOutput> {
+    /// A response to our INVITE, CANCEL, BYE or INFO. `from` is where it came from when that
+    /// may be hung up on: a 2xx to an INVITE whose session we no longer hold (it timed out, or
+    /// its CANCEL's wait ran out) is ACKed and BYEd there (RFC 3261 §13.2.2.4), as nobody reads
+    /// its stream; with `None` it is ignored.
+    pub fn on_response(
+        &mut self,
+        response: &Message,
+        from: Option<Peer>,
+        now_ms: i64,
+    ) -> Vec<SessionOutput> {
         let (Some(call_id), Some(status), Some((cseq, method))) =
             (response.call_id(), response.status(), response.cseq())
         else {
@@ -410,12 +553,13 @@ impl Sessions {
             return Vec::new();
         }
         let Some(session) = self.sessions.get_mut(call_id) else {
-            // A refusal repeated after we ACKed it and ended the session.
-            return match self.refusal_acks.get(call_id) {
-                Some(ack) if status >= 300 => vec![SessionOutput::Send {
+            return match (status, self.refusal_acks.get(call_id), from) {
+                // A refusal repeated after we ACKed it and ended the session.
+                (300.., Some(ack), _) => vec![SessionOutput::Send {
                     peer: ack.peer,
                     bytes: ack.bytes.clone(),
                 }],
+                (200..=299, _, Some(from)) => self.hang_up_stray(response, from, now_ms),
                 _ => Vec::new(),
             };
         };
@@ -497,7 +641,9 @@ impl Sessions {
         }
         session.to_tag = response.to_tag();
         session.ack =
-            ack(session.request("ACK", INVITE_CSEQ, session.to_tag.as_deref(), &new_branch()));
+            ack(session
+                .leg
+                .request("ACK", INVITE_CSEQ, session.to_tag.as_deref(), &new_branch()));
         let mut outputs: Vec<SessionOutput> = session
             .ack
             .iter()
@@ -523,6 +669,7 @@ impl Sessions {
                     call_id: call_id.to_string(),
                     ssrc: session.ssrc,
                 });
+                outputs.extend(session.stored());
             }
         }
         outputs
@@ -543,7 +690,7 @@ impl Sessions {
         // RFC 3261 §17.1.1.3: the ACK of a failure is part of the INVITE transaction, so it
         // takes the INVITE's branch and CSeq number, and the To tag of the failure.
         let peer = session.target.peer;
-        let acked = ack(session.request(
+        let acked = ack(session.leg.request(
             "ACK",
             INVITE_CSEQ,
             response.to_tag().as_deref(),
@@ -574,8 +721,10 @@ impl Sessions {
         let session = self.sessions.get_mut(call_id)?;
         // The INVITE's final answer may take another transaction lifetime to follow.
         session.deadline_ms = session.deadline_ms.max(now_ms + INVITE_TIMEOUT_MS);
-        let cancel = session.request("CANCEL", INVITE_CSEQ, None, &session.invite_branch);
-        logged(transact(&mut self.requests, session, cancel, now_ms))
+        let cancel = session
+            .leg
+            .request("CANCEL", INVITE_CSEQ, None, &session.invite_branch);
+        logged(transact(&mut self.requests, &session.leg, cancel, now_ms))
     }
 
     /// BYE in the dialog, and the end.
@@ -584,9 +733,47 @@ impl Sessions {
             return Vec::new();
         };
         let bye = session.in_dialog("BYE");
-        logged(transact(&mut self.requests, session, bye, now_ms))
+        logged(transact(&mut self.requests, &session.leg, bye, now_ms))
             .into_iter()
             .chain(self.end(call_id, reason))
+            .collect()
+    }
+
+    /// BYE in a dialog no session holds (one restored after a restart, or a stray 200's),
+    /// retransmitted like any other.
+    fn hang_up_dialog(&mut self, dialog: &StoredDialog, now_ms: i64) -> Option<SessionOutput> {
+        logged(transact(
+            &mut self.requests,
+            &dialog.leg,
+            dialog.bye(),
+            now_ms,
+        ))
+    }
+
+    /// A 2xx to an INVITE whose session is gone: the device set up a call nobody will read, so
+    /// ACK it, then BYE it, from what the response says alone.
+    fn hang_up_stray(&mut self, response: &Message, from: Peer, now_ms: i64) -> Vec<SessionOutput> {
+        let Some(dialog) = StoredDialog::from_2xx(response, from) else {
+            tracing::debug!(peer = %from.addr, "a 2xx for no session, without a dialog to end");
+            return Vec::new();
+        };
+        self.counters.stray_sessions_hung_up += 1;
+        tracing::info!(
+            device = dialog.leg.device_id,
+            call_id = dialog.leg.call_id,
+            "the device accepted a session we had given up: hanging up"
+        );
+        // The ACK of a 2xx takes the INVITE's CSeq number, the one before the BYE's.
+        let acked = ack(dialog.leg.request(
+            "ACK",
+            dialog.next_cseq - 1,
+            Some(&dialog.to_tag),
+            &new_branch(),
+        ));
+        acked
+            .map(|bytes| SessionOutput::Send { peer: from, bytes })
+            .into_iter()
+            .chain(self.hang_up_dialog(&dialog, now_ms))
             .collect()
     }
 
@@ -624,12 +811,11 @@ impl Sessions {
     /// The device sent BYE; the caller answers it 200 (or 481 when this returns nothing).
     pub fn on_bye(&mut self, call_id: &str) -> Vec<SessionOutput> {
         self.end(call_id, EndReason::ByeFromDevice)
-            .into_iter()
-            .collect()
     }
 
     /// Pauses, resumes, seeks or changes the speed of an established playback, with an INFO
-    /// in its dialog. Whatever the device answers, the session goes on.
+    /// in its dialog, and stores the dialog again with its new CSeq. Whatever the device
+    /// answers, the session goes on.
     pub fn control(
         &mut self,
         call_id: &str,
@@ -660,7 +846,8 @@ impl Sessions {
         // first, so an invalid control leaves the dialog untouched.
         let body = control.to_body(session.local_cseq + 1)?;
         let info = session.in_dialog("INFO").body(mansrtsp::CONTENT_TYPE, body);
-        Ok(vec![transact(&mut self.requests, session, info, now_ms)?])
+        let sent = transact(&mut self.requests, &session.leg, info, now_ms)?;
+        Ok([sent].into_iter().chain(session.stored()).collect())
     }
 
     /// A device reported that a playback or download reached its end (MediaStatus 121): BYE
@@ -688,26 +875,41 @@ impl Sessions {
                 _ => None,
             }
         });
-        match found.map(|s| s.call_id.clone()) {
+        match found.map(|s| s.leg.call_id.clone()) {
             Some(call_id) => self.hang_up(&call_id, EndReason::MediaEnded, now_ms),
             None => Vec::new(),
         }
     }
 
-    /// Clock tick: INVITEs retransmitted over UDP (timer A), sessions that waited too long for
-    /// a final answer ended (their SSRCs come back), CANCEL/BYE/INFO retransmitted or given up.
+    /// Clock tick: dialogs restored from before a restart hung up (the first time), INVITEs
+    /// retransmitted over UDP (timer A), sessions that waited too long for a final answer ended
+    /// (their SSRCs come back), CANCEL/BYE/INFO retransmitted or given up.
     pub fn on_tick(&mut self, now_ms: i64) -> Vec<SessionOutput> {
+        let mut outputs = Vec::new();
+        let restored = std::mem::take(&mut self.restored);
+        if !restored.is_empty() {
+            tracing::info!(
+                sessions = restored.len(),
+                "hanging up the media sessions of the previous run"
+            );
+        }
+        for dialog in restored {
+            outputs.extend(self.hang_up_dialog(&dialog, now_ms));
+            outputs.push(SessionOutput::PersistDialog {
+                call_id: dialog.leg.call_id,
+                dialog: None,
+            });
+        }
         let expired: Vec<String> = self
             .sessions
             .values()
             .filter(|s| s.state != State::Established && now_ms >= s.deadline_ms)
-            .map(|s| s.call_id.clone())
+            .map(|s| s.leg.call_id.clone())
             .collect();
         self.counters.requests_timed_out += expired.len() as u64;
-        let mut outputs: Vec<SessionOutput> = expired
-            .iter()
-            .flat_map(|call_id| self.end(call_id, EndReason::Timeout))
-            .collect();
+        for call_id in &expired {
+            outputs.extend(self.end(call_id, EndReason::Timeout));
+        }
         for session in self.sessions.values_mut() {
             if let Some((invite, backoff)) = &mut session.resend
                 && backoff.due(now_ms)
@@ -762,6 +964,11 @@ mod tests {
         }
     }
 
+    /// Where the device's responses come from, a peer a stray 200 may be hung up on.
+    fn device() -> Option<Peer> {
+        Some(target(Transport::Udp).peer)
+    }
+
     fn endpoint() -> MediaEndpoint {
         MediaEndpoint {
             ip: "192.0.2.1".parse().unwrap(),
@@ -771,7 +978,7 @@ mod tests {
     }
 
     fn sessions() -> Sessions {
-        Sessions::new(SsrcAllocator::new("3402000000").unwrap())
+        Sessions::new(SsrcAllocator::new("3402000000").unwrap(), Vec::new())
     }
 
     const PLAYBACK: SessionKind = SessionKind::Playback {
@@ -794,6 +1001,32 @@ mod tests {
             .iter()
             .map(|m| m.method().unwrap_or_default().to_string())
             .collect()
+    }
+
+    /// The dialogs stored (`Some`) and deleted (`None`), in order.
+    fn persisted(outputs: &[SessionOutput]) -> Vec<(String, Option<StoredDialog>)> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                SessionOutput::PersistDialog { call_id, dialog } => {
+                    Some((call_id.clone(), dialog.as_deref().cloned()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Stores and deletes dialogs as the daemon does; deleting one never stored fails.
+    fn apply(store: &mut HashMap<String, StoredDialog>, outputs: &[SessionOutput]) {
+        for (call_id, dialog) in persisted(outputs) {
+            match dialog {
+                Some(dialog) => {
+                    assert_eq!(dialog.leg.call_id, call_id);
+                    store.insert(call_id, dialog);
+                }
+                None => assert!(store.remove(&call_id).is_some(), "{call_id} never stored"),
+            }
+        }
     }
 
     fn ended(outputs: &[SessionOutput]) -> Vec<EndReason> {
@@ -838,7 +1071,7 @@ mod tests {
     /// A session of `kind` over UDP that the device accepted.
     fn established(sessions: &mut Sessions, kind: SessionKind) -> (String, Message) {
         let (call_id, invite) = started(sessions, kind, Transport::Udp);
-        sessions.on_response(&accept(&invite), 0);
+        sessions.on_response(&accept(&invite), device(), 0);
         assert_eq!(sessions.get(&call_id).unwrap().state(), State::Established);
         (call_id, invite)
     }
@@ -861,7 +1094,7 @@ mod tests {
         let offer = Offer::parse(std::str::from_utf8(invite.body()).unwrap()).unwrap();
         assert_eq!((offer.ssrc, offer.media_port), (ssrc, 30_000));
 
-        let outputs = sessions.on_response(&accept(&invite), 100);
+        let outputs = sessions.on_response(&accept(&invite), device(), 100);
         let ack = &sent(&outputs)[0];
         assert_eq!(ack.method(), Some("ACK"));
         assert_eq!(ack.cseq(), Some((1, "ACK".into())));
@@ -887,7 +1120,7 @@ mod tests {
         assert_eq!(sessions.ssrcs_in_use(), 0);
         // The BYE outlives the session: retransmitted over UDP until the device answers it.
         assert_eq!(methods(&sessions.on_tick(2_000)), ["BYE"]);
-        sessions.on_response(&respond(bye, 200), 2_100);
+        sessions.on_response(&respond(bye, 200), device(), 2_100);
         assert!(sessions.on_tick(10_000).is_empty());
     }
 
@@ -900,7 +1133,7 @@ mod tests {
         let mut resent: HashMap<String, Vec<i64>> = HashMap::new();
         for now in (1_000..=40_000).step_by(1_000) {
             if now == 3_000 {
-                sessions.on_response(&respond(&invite, 100), now);
+                sessions.on_response(&respond(&invite, 100), device(), now);
             }
             let outputs = sessions.on_tick(now);
             for message in sent(&outputs) {
@@ -929,8 +1162,8 @@ mod tests {
         let mut sessions = sessions();
         let (call_id, invite) = started(&mut sessions, SessionKind::Play, Transport::Udp);
         let ok = accept(&invite);
-        let first = sessions.on_response(&ok, 100);
-        let again = sessions.on_response(&ok, 600);
+        let first = sessions.on_response(&ok, device(), 100);
+        let again = sessions.on_response(&ok, device(), 600);
         assert_eq!(methods(&again), ["ACK"]);
         assert_eq!(again, first[..1], "the same ACK, and no second Established");
         assert_eq!(sessions.get(&call_id).unwrap().state(), State::Established);
@@ -949,7 +1182,7 @@ mod tests {
                 .starts_with('1')
         );
         let busy = respond(&invite, 486);
-        let outputs = sessions.on_response(&busy, 100);
+        let outputs = sessions.on_response(&busy, device(), 100);
         assert_eq!(ended(&outputs), [EndReason::Refused(486)]);
         assert_eq!(sessions.ssrcs_in_use(), 0);
         let ack = &sent(&outputs)[0];
@@ -960,15 +1193,19 @@ mod tests {
         assert_eq!(ack.from_tag(), invite.from_tag());
         assert_eq!(ack.to_tag(), busy.to_tag());
         // The device missed the ACK and repeats its refusal: the same ACK, until timer D ends.
-        assert_eq!(sessions.on_response(&busy, 1_000), outputs[..1]);
+        assert_eq!(sessions.on_response(&busy, device(), 1_000), outputs[..1]);
         sessions.on_tick(100 + TRANSACTION_MS);
-        assert!(sessions.on_response(&busy, 100 + TRANSACTION_MS).is_empty());
+        assert!(
+            sessions
+                .on_response(&busy, device(), 100 + TRANSACTION_MS)
+                .is_empty()
+        );
 
         // Over TCP the ACK is not lost: nothing kept.
         let (_, invite) = started(&mut sessions, PLAYBACK, Transport::Tcp);
         let busy = respond(&invite, 486);
-        assert_eq!(methods(&sessions.on_response(&busy, 0)), ["ACK"]);
-        assert!(sessions.on_response(&busy, 500).is_empty());
+        assert_eq!(methods(&sessions.on_response(&busy, device(), 0)), ["ACK"]);
+        assert!(sessions.on_response(&busy, device(), 500).is_empty());
     }
 
     #[test]
@@ -987,7 +1224,7 @@ mod tests {
         // The INVITE still goes on: without an answer there is nothing to cancel yet.
         assert_eq!(methods(&sessions.on_tick(1_000)), ["INVITE"]);
 
-        let outputs = sessions.on_response(&respond(&invite, 100), 1_200);
+        let outputs = sessions.on_response(&respond(&invite, 100), device(), 1_200);
         let cancel = &sent(&outputs)[0];
         assert_eq!(cancel.method(), Some("CANCEL"));
         assert_eq!(cancel.request_uri(), invite.request_uri());
@@ -999,15 +1236,15 @@ mod tests {
         assert_eq!(cancel.cseq(), Some((1, "CANCEL".into())));
         assert!(
             sessions
-                .on_response(&respond(&invite, 180), 1_300)
+                .on_response(&respond(&invite, 180), device(), 1_300)
                 .is_empty(),
             "one CANCEL"
         );
 
         // The device answers the CANCEL, and ends the INVITE with 487: ACK, and the end.
-        sessions.on_response(&respond(cancel, 200), 1_400);
+        sessions.on_response(&respond(cancel, 200), device(), 1_400);
         let terminated = respond(&invite, 487);
-        let outputs = sessions.on_response(&terminated, 1_500);
+        let outputs = sessions.on_response(&terminated, device(), 1_500);
         let ack = &sent(&outputs)[0];
         assert_eq!(
             (ack.method(), ack.via_branch()),
@@ -1025,7 +1262,7 @@ mod tests {
     fn stopped_after_a_provisional_answer_the_cancel_goes_at_once_and_is_retransmitted() {
         let mut sessions = sessions();
         let (call_id, invite) = started(&mut sessions, SessionKind::Play, Transport::Udp);
-        sessions.on_response(&respond(&invite, 180), 20_000);
+        sessions.on_response(&respond(&invite, 180), device(), 20_000);
         assert_eq!(sessions.get(&call_id).unwrap().state(), State::Proceeding);
         let outputs = sessions.stream_gone(&call_id, 30_000);
         assert_eq!(methods(&outputs), ["CANCEL"]);
@@ -1054,10 +1291,10 @@ mod tests {
     fn a_200_that_crossed_the_cancel_is_acked_then_byed() {
         let mut sessions = sessions();
         let (call_id, invite) = started(&mut sessions, SessionKind::Play, Transport::Udp);
-        sessions.on_response(&respond(&invite, 100), 100);
+        sessions.on_response(&respond(&invite, 100), device(), 100);
         assert_eq!(methods(&sessions.stop(&call_id, 200)), ["CANCEL"]);
         let ok = accept(&invite);
-        let outputs = sessions.on_response(&ok, 300);
+        let outputs = sessions.on_response(&ok, device(), 300);
         assert_eq!(methods(&outputs), ["ACK", "BYE"]);
         let bye = &sent(&outputs)[1];
         assert_eq!(bye.to_tag(), ok.to_tag());
@@ -1069,6 +1306,229 @@ mod tests {
                 .any(|o| matches!(o, SessionOutput::Established { .. }))
         );
         assert_eq!(sessions.ssrcs_in_use(), 0);
+    }
+
+    #[test]
+    fn an_established_session_stores_its_dialog_and_deletes_it_once_however_it_ends() {
+        type End = fn(&mut Sessions, &str) -> Vec<SessionOutput>;
+        let ends: [(End, EndReason); 4] = [
+            (|s, id| s.stop(id, 1_000), EndReason::Stopped),
+            (|s, id| s.on_bye(id), EndReason::ByeFromDevice),
+            (|s, id| s.stream_gone(id, 1_000), EndReason::StreamGone),
+            (
+                |s, id| s.media_ended(Some(id), "34020000001320000001", CHANNEL, 1_000),
+                EndReason::MediaEnded,
+            ),
+        ];
+        for (end, reason) in ends {
+            let mut sessions = sessions();
+            let (call_id, invite) = started(&mut sessions, PLAYBACK, Transport::Udp);
+            let ok = accept(&invite);
+            let outputs = sessions.on_response(&ok, device(), 100);
+            let [(stored_id, Some(dialog))] = &persisted(&outputs)[..] else {
+                panic!("one dialog stored: {outputs:?}")
+            };
+            assert_eq!(stored_id, &call_id);
+            assert_eq!(dialog.leg.call_id, call_id);
+            assert_eq!(dialog.leg.peer, target(Transport::Udp).peer);
+            assert_eq!(Some(&dialog.leg.from_tag), invite.from_tag().as_ref());
+            assert_eq!(Some(&dialog.to_tag), ok.to_tag().as_ref());
+            assert_eq!(dialog.next_cseq, 2);
+            // What the daemon stores, as JSON, comes back the same.
+            let json = serde_json::to_vec(dialog).unwrap();
+            assert_eq!(
+                &serde_json::from_slice::<StoredDialog>(&json).unwrap(),
+                dialog
+            );
+            assert!(persisted(&sessions.on_response(&ok, device(), 600)).is_empty());
+
+            let outputs = end(&mut sessions, &call_id);
+            assert_eq!(persisted(&outputs), [(call_id.clone(), None)], "{reason:?}");
+            assert_eq!(ended(&outputs), [reason]);
+            assert!(end(&mut sessions, &call_id).is_empty());
+            assert!(persisted(&sessions.on_tick(40_000)).is_empty());
+        }
+    }
+
+    #[test]
+    fn a_session_never_established_stores_nothing() {
+        let mut sessions = sessions();
+        // Refused, timed out, cancelled, and accepted after our CANCEL or without SDP.
+        let (_, refused) = started(&mut sessions, PLAYBACK, Transport::Udp);
+        let mut outputs = sessions.on_response(&respond(&refused, 486), device(), 100);
+        started(&mut sessions, PLAYBACK, Transport::Udp);
+        let (cancelled, invite) = started(&mut sessions, PLAYBACK, Transport::Udp);
+        outputs.extend(sessions.on_response(&respond(&invite, 180), device(), 100));
+        outputs.extend(sessions.stop(&cancelled, 200));
+        outputs.extend(sessions.on_response(&accept(&invite), device(), 300));
+        let (_, invite) = started(&mut sessions, PLAYBACK, Transport::Udp);
+        let no_sdp = respond(&invite, 200);
+        outputs.extend(sessions.on_response(&no_sdp, device(), 300));
+        outputs.extend(sessions.on_tick(INVITE_TIMEOUT_MS));
+        assert_eq!(ended(&outputs).len(), 4);
+        assert!(persisted(&outputs).is_empty(), "{outputs:?}");
+    }
+
+    #[test]
+    fn a_200_for_a_session_given_up_is_acked_and_hung_up_from_the_response() {
+        let mut sessions = sessions();
+        // Timed out unanswered; then the device accepts, naming its own target in Contact.
+        let (call_id, invite) = started(&mut sessions, SessionKind::Play, Transport::Udp);
+        sessions.on_tick(INVITE_TIMEOUT_MS);
+        assert!(sessions.get(&call_id).is_none());
+        let contact = "sip:34020000001310000001@192.0.2.10:5070";
+        let ok = Message::response(&invite, 200, "OK")
+            .header("Contact", &format!("<{contact}>"))
+            .build()
+            .unwrap();
+        let from = Peer {
+            transport: Transport::Udp,
+            addr: "192.0.2.10:5999".parse().unwrap(),
+        };
+        let outputs = sessions.on_response(&ok, Some(from), 40_000);
+        assert!(
+            outputs
+                .iter()
+                .all(|o| matches!(o, SessionOutput::Send { peer, .. } if *peer == from)),
+            "to where the 200 came from"
+        );
+        let [ack, bye] = &sent(&outputs)[..] else {
+            panic!("ACK and BYE: {outputs:?}")
+        };
+        for (request, method, cseq) in [(ack, "ACK", 1), (bye, "BYE", 2)] {
+            assert_eq!(request.method(), Some(method));
+            assert_eq!(request.cseq(), Some((cseq, method.into())));
+            assert_eq!(request.call_id(), Some(call_id.as_str()));
+            assert_eq!(request.from_tag(), invite.from_tag());
+            assert_eq!(request.to_tag(), ok.to_tag());
+            assert_eq!(request.request_uri().as_deref(), Some(contact));
+            assert_eq!(request.header("From"), ok.header("From"));
+            assert_eq!(request.header("To"), ok.header("To"));
+            assert!(
+                request
+                    .header("Via")
+                    .unwrap()
+                    .starts_with("SIP/2.0/UDP 192.0.2.1:5060;")
+            );
+            assert_ne!(request.via_branch(), invite.via_branch());
+        }
+        assert_eq!(sessions.counters().stray_sessions_hung_up, 1);
+        assert_eq!(sessions.ssrcs_in_use(), 0);
+        // The BYE is retransmitted until answered.
+        assert_eq!(sessions.on_tick(41_000), outputs[1..]);
+        sessions.on_response(&respond(bye, 200), device(), 41_100);
+        assert!(sessions.on_tick(50_000).is_empty());
+
+        // Given up while cancelling, without a Contact: the To URI is the target.
+        let (call_id, invite) = started(&mut sessions, SessionKind::Play, Transport::Udp);
+        sessions.stop(&call_id, 0);
+        sessions.on_tick(INVITE_TIMEOUT_MS);
+        let outputs = sessions.on_response(&accept(&invite), device(), 40_000);
+        assert_eq!(methods(&outputs), ["ACK", "BYE"]);
+        let bye = &sent(&outputs)[1];
+        assert_eq!(
+            bye.request_uri().as_deref(),
+            Some("sip:34020000001310000001@3402000000")
+        );
+        assert_eq!(sessions.counters().stray_sessions_hung_up, 2);
+        assert!(ended(&outputs).is_empty() && persisted(&outputs).is_empty());
+
+        // Not from a device, not a 2xx, or not to an INVITE: nothing.
+        assert!(
+            sessions
+                .on_response(&accept(&invite), None, 40_000)
+                .is_empty()
+        );
+        assert!(
+            sessions
+                .on_response(&respond(&invite, 180), device(), 40_000)
+                .is_empty()
+        );
+        let stray_bye = Message::parse(
+            &String::from_utf8(bye.to_bytes())
+                .unwrap()
+                .replace(&call_id, "no-such-call")
+                .into_bytes(),
+        )
+        .unwrap();
+        assert!(
+            sessions
+                .on_response(&respond(&stray_bye, 200), device(), 40_000)
+                .is_empty()
+        );
+        assert_eq!(sessions.counters().stray_sessions_hung_up, 2);
+    }
+
+    #[test]
+    fn dialogs_restored_after_a_restart_are_byed_at_the_first_tick_and_forgotten() {
+        // Before the crash: a playback paused once (its CSeq moved on) and a live stream.
+        let mut before = sessions();
+        let mut store = HashMap::new();
+        let mut dialogs = Vec::new();
+        for kind in [PLAYBACK, SessionKind::Play] {
+            let (call_id, invite) = started(&mut before, kind, Transport::Udp);
+            let ok = accept(&invite);
+            apply(&mut store, &before.on_response(&ok, device(), 100));
+            dialogs.push((call_id, invite, ok));
+        }
+        let info = before
+            .control(&dialogs[0].0, PlaybackControl::Pause, 1_000)
+            .unwrap();
+        apply(&mut store, &info);
+        let (info_cseq, _) = sent(&info)[0].cseq().unwrap();
+
+        // The next process reads the store back (JSON, as the daemon keeps it).
+        let restored = store
+            .values()
+            .map(|d| serde_json::from_slice(&serde_json::to_vec(d).unwrap()).unwrap())
+            .collect();
+        let mut after = Sessions::new(SsrcAllocator::new("3402000000").unwrap(), restored);
+        let outputs = after.on_tick(5_000);
+        let byes = sent(&outputs);
+        assert_eq!(byes.len(), 2);
+        for (call_id, invite, ok) in &dialogs {
+            let bye = byes
+                .iter()
+                .find(|m| m.call_id() == Some(call_id.as_str()))
+                .unwrap();
+            assert_eq!(bye.method(), Some("BYE"));
+            assert_eq!(bye.request_uri(), invite.request_uri());
+            assert_eq!(bye.from_tag(), invite.from_tag());
+            assert_eq!(bye.to_tag(), ok.to_tag());
+            assert_eq!(
+                bye.header("Via").map(|v| v.split(';').next()),
+                invite.header("Via").map(|v| v.split(';').next())
+            );
+            let (cseq, _) = bye.cseq().unwrap();
+            assert!(cseq > INVITE_CSEQ);
+        }
+        let playback_bye = byes
+            .iter()
+            .find(|m| m.call_id() == Some(dialogs[0].0.as_str()))
+            .unwrap();
+        assert_eq!(playback_bye.cseq(), Some((info_cseq + 1, "BYE".into())));
+        assert!(outputs.iter().all(|o| match o {
+            SessionOutput::Send { peer, .. } => *peer == target(Transport::Udp).peer,
+            _ => true,
+        }));
+        apply(&mut store, &outputs);
+        assert!(store.is_empty(), "every restored dialog deleted");
+        assert!(ended(&outputs).is_empty());
+        assert!(after.is_empty());
+        assert_eq!(
+            after.ssrcs_in_use(),
+            0,
+            "their SSRCs were the dead process's"
+        );
+
+        // Retransmitted over UDP like any BYE, and hung up only once.
+        let again = after.on_tick(6_000);
+        assert_eq!(methods(&again), ["BYE", "BYE"]);
+        assert!(persisted(&again).is_empty());
+        for bye in &byes {
+            after.on_response(&respond(bye, 481), device(), 6_100);
+        }
+        assert!(after.on_tick(20_000).is_empty());
     }
 
     #[test]
@@ -1092,7 +1552,7 @@ mod tests {
             assert_eq!(info.content_type(), Some("Application/MANSRTSP"));
             let body = std::str::from_utf8(info.body()).unwrap();
             assert_eq!(mansrtsp::parse(body), Ok((n, control)));
-            sessions.on_response(&respond(info, 200), 1_100);
+            sessions.on_response(&respond(info, 200), device(), 1_100);
         }
         assert!(
             sessions.on_tick(5_000).is_empty(),
@@ -1111,8 +1571,17 @@ mod tests {
             .unwrap();
         let info = &sent(&outputs)[0];
         assert_eq!(info.cseq(), Some((7, "INFO".into())));
-        assert_eq!(sessions.on_tick(7_000), outputs);
-        assert!(sessions.on_response(&respond(info, 488), 7_100).is_empty());
+        // Stored again, so that a BYE after a restart comes after this INFO.
+        let [(_, Some(dialog))] = &persisted(&outputs)[..] else {
+            panic!("the dialog stored again: {outputs:?}")
+        };
+        assert_eq!(dialog.next_cseq, 8);
+        assert_eq!(sessions.on_tick(7_000), outputs[..1]);
+        assert!(
+            sessions
+                .on_response(&respond(info, 488), device(), 7_100)
+                .is_empty()
+        );
         assert_eq!(sessions.counters().controls_refused, 1);
         assert_eq!(sessions.get(&call_id).unwrap().state(), State::Established);
         assert!(sessions.on_tick(20_000).is_empty());
@@ -1187,9 +1656,11 @@ mod tests {
     /// provisional, final and retransmitted answers, late answers, stops (cancels), BYEs, lost
     /// streams, playback controls, media ends, answers to our CANCEL/BYE/INFO, clock ticks.
     /// After every step: the SSRCs in use equal the sessions held, a session that vanished was
-    /// reported ended exactly once, and none still waits for an answer a timeout after its
-    /// last event. At the end, stopped sessions are all gone within a timeout, and so are the
-    /// requests still being retransmitted.
+    /// reported ended exactly once, none still waits for an answer a timeout after its last
+    /// event, and the dialogs stored are those of the established sessions, each with the CSeq
+    /// its next request takes. At the end, a platform restarted from the store BYEs each stored
+    /// dialog, stopped sessions are all gone within a timeout, and so are the requests still
+    /// being retransmitted.
     #[test]
     fn no_ssrc_leaks_whatever_happens_to_sessions() {
         let channels = [CHANNEL, "34020000001310000002"];
@@ -1202,6 +1673,7 @@ mod tests {
             let mut old_invites: Vec<Message> = Vec::new();
             let mut requests: Vec<Message> = Vec::new();
             let mut ended_once: HashSet<String> = HashSet::new();
+            let mut store: HashMap<String, StoredDialog> = HashMap::new();
             let mut now = 0;
             for _ in 0..6_000 {
                 now += rng.gen_range(0..2_000);
@@ -1241,26 +1713,26 @@ mod tests {
                             1 => respond(invite, 180),
                             _ => respond(invite, 486),
                         };
-                        sessions.on_response(&late, now)
+                        sessions.on_response(&late, device(), now)
                     }
                     (3, _) if !requests.is_empty() => {
                         let request = &requests[rng.gen_range(0..requests.len())];
                         let status = [200, 481, 500][rng.gen_range(0..3)];
-                        sessions.on_response(&respond(request, status), now)
+                        sessions.on_response(&respond(request, status), device(), now)
                     }
                     (13, _) | (_, None) => sessions.on_tick(now),
                     (op, Some(at)) => {
                         let (call_id, invite, last) = &mut live[at];
                         *last = now;
                         match op {
-                            4 => sessions.on_response(&accept(invite), now),
+                            4 => sessions.on_response(&accept(invite), device(), now),
                             5 => {
                                 let status = [100, 180][rng.gen_range(0..2)];
-                                sessions.on_response(&respond(invite, status), now)
+                                sessions.on_response(&respond(invite, status), device(), now)
                             }
                             6 => {
                                 let status = [403, 404, 486, 487, 488, 500][rng.gen_range(0..6)];
-                                sessions.on_response(&respond(invite, status), now)
+                                sessions.on_response(&respond(invite, status), device(), now)
                             }
                             7 => sessions.stop(call_id, now),
                             8 => sessions.on_bye(call_id),
@@ -1285,7 +1757,7 @@ mod tests {
                                     now,
                                 )
                             }
-                            _ => sessions.on_response(&accept(invite), now),
+                            _ => sessions.on_response(&accept(invite), device(), now),
                         }
                     }
                 };
@@ -1315,6 +1787,17 @@ mod tests {
                     assert!(ended_once.insert(call_id), "seed {seed}: ended twice");
                 }
                 assert_eq!(sessions.ssrcs_in_use(), sessions.len(), "seed {seed}");
+                apply(&mut store, &outputs);
+                let established: HashMap<&str, u32> = sessions
+                    .iter()
+                    .filter(|s| s.state() == State::Established)
+                    .map(|s| (s.call_id(), s.local_cseq + 1))
+                    .collect();
+                let stored: HashMap<&str, u32> = store
+                    .iter()
+                    .map(|(call_id, d)| (call_id.as_str(), d.next_cseq))
+                    .collect();
+                assert_eq!(stored, established, "seed {seed}: stored dialogs");
                 if op == 13 {
                     for (call_id, _, last) in &live {
                         let state = sessions.get(call_id).unwrap().state();
@@ -1326,15 +1809,36 @@ mod tests {
                 }
                 assert!(sessions.on_bye("no-such-call").is_empty());
             }
+            // A crash now: the next process BYEs every dialog stored, and deletes it.
+            let mut restarted = Sessions::new(
+                SsrcAllocator::new("3402000000").unwrap(),
+                store.values().cloned().collect(),
+            );
+            let outputs = restarted.on_tick(now);
+            let byes: HashSet<String> = sent(&outputs)
+                .iter()
+                .map(|m| m.call_id().unwrap().to_string())
+                .collect();
+            assert_eq!(byes.len(), store.len(), "seed {seed}");
+            assert!(byes.iter().all(|id| store.contains_key(id)), "seed {seed}");
+            let mut after_crash = store.clone();
+            apply(&mut after_crash, &outputs);
+            assert!(after_crash.is_empty(), "seed {seed}");
+
             for (call_id, _, _) in &live {
-                sessions.stop(call_id, now);
+                apply(&mut store, &sessions.stop(call_id, now));
             }
-            sessions.on_tick(now + INVITE_TIMEOUT_MS);
+            apply(&mut store, &sessions.on_tick(now + INVITE_TIMEOUT_MS));
             assert!(sessions.is_empty(), "seed {seed}");
+            assert!(store.is_empty(), "seed {seed}");
             assert_eq!(sessions.ssrcs_in_use(), 0, "seed {seed}");
             sessions.on_tick(now + 2 * INVITE_TIMEOUT_MS);
             assert!(sessions.requests.is_empty(), "seed {seed}");
             assert!(sessions.refusal_acks.is_empty(), "seed {seed}");
+            assert!(
+                sessions.counters().stray_sessions_hung_up > 0,
+                "seed {seed}: late 200s were hung up"
+            );
         }
     }
 }

@@ -145,7 +145,7 @@ fn register_from(
 
 #[test]
 fn registration_then_silence_takes_the_device_offline_after_the_missed_keepalives() {
-    let mut platform = Platform::new(config(), [7; 32], Vec::new(), 0);
+    let mut platform = Platform::new(config(), [7; 32], Vec::new(), Vec::new(), 0);
     let mut camera = Camera::new();
     let outputs = register(&mut platform, &mut camera, 0);
     let sent = responses(&outputs);
@@ -190,7 +190,7 @@ fn registration_then_silence_takes_the_device_offline_after_the_missed_keepalive
 
 #[test]
 fn an_expired_registration_is_offline_and_its_keepalives_are_refused() {
-    let mut platform = Platform::new(config(), [7; 32], Vec::new(), 0);
+    let mut platform = Platform::new(config(), [7; 32], Vec::new(), Vec::new(), 0);
     let mut camera = Camera::new();
     register(&mut platform, &mut camera, 0);
     let expiry = platform.device(DEVICE).unwrap().expires_at_ms;
@@ -223,7 +223,7 @@ fn an_expired_registration_is_offline_and_its_keepalives_are_refused() {
 
 #[test]
 fn a_retransmitted_request_is_answered_from_the_transaction_not_processed_twice() {
-    let mut platform = Platform::new(config(), [7; 32], Vec::new(), 0);
+    let mut platform = Platform::new(config(), [7; 32], Vec::new(), Vec::new(), 0);
     let mut camera = Camera::new();
     register(&mut platform, &mut camera, 0);
     let alarm = camera.manscdp(
@@ -249,12 +249,12 @@ fn a_retransmitted_request_is_answered_from_the_transaction_not_processed_twice(
 
 #[test]
 fn a_restart_keeps_registrations_and_gives_a_full_heartbeat_window() {
-    let mut platform = Platform::new(config(), [7; 32], Vec::new(), 0);
+    let mut platform = Platform::new(config(), [7; 32], Vec::new(), Vec::new(), 0);
     register(&mut platform, &mut Camera::new(), 0);
     let persisted = platform.device(DEVICE).unwrap().clone();
     // The daemon is down for four heartbeat intervals, longer than the offline threshold.
     let restart = 4 * HEARTBEAT_MS;
-    let mut platform = Platform::new(config(), [9; 32], vec![persisted], restart);
+    let mut platform = Platform::new(config(), [9; 32], vec![persisted], Vec::new(), restart);
     assert!(
         event_kinds(&platform.on_tick(restart + 1)).is_empty(),
         "no offline flap at start"
@@ -270,7 +270,7 @@ fn a_restart_keeps_registrations_and_gives_a_full_heartbeat_window() {
 
 #[test]
 fn requests_to_a_device_go_to_where_it_last_spoke_from_and_are_retransmitted_over_udp() {
-    let mut platform = Platform::new(config(), [7; 32], Vec::new(), 0);
+    let mut platform = Platform::new(config(), [7; 32], Vec::new(), Vec::new(), 0);
     let mut camera = Camera::new();
     register(&mut platform, &mut camera, 0);
     // The device's NAT mapping changes: its keepalive comes from a new port.
@@ -315,7 +315,7 @@ fn requests_to_a_device_go_to_where_it_last_spoke_from_and_are_retransmitted_ove
 
 #[test]
 fn bad_credentials_and_malformed_messages_are_refused_and_counted() {
-    let mut platform = Platform::new(config(), [7; 32], Vec::new(), 0);
+    let mut platform = Platform::new(config(), [7; 32], Vec::new(), Vec::new(), 0);
     let mut camera = Camera::new();
     let challenge = responses(&platform.on_message(&camera.register(3600, None), peer(), 0));
     let challenge = Challenge::parse(challenge[0].header("WWW-Authenticate").unwrap()).unwrap();
@@ -380,7 +380,7 @@ fn register_or_refused(platform: &mut Platform, camera: &mut Camera, now: i64) -
 
 #[test]
 fn a_device_answer_is_handed_back_under_the_sn_of_the_request() {
-    let mut platform = Platform::new(config(), [7; 32], Vec::new(), 0);
+    let mut platform = Platform::new(config(), [7; 32], Vec::new(), Vec::new(), 0);
     let mut camera = Camera::new();
     register(&mut platform, &mut camera, 0);
     let (sn, _) = platform
@@ -434,7 +434,7 @@ fn subscribes(outputs: &[Output]) -> Vec<Message> {
 
 #[test]
 fn online_devices_are_subscribed_refreshed_in_dialog_and_left_alone_after_a_refusal() {
-    let mut platform = Platform::new(config(), [7; 32], Vec::new(), 0);
+    let mut platform = Platform::new(config(), [7; 32], Vec::new(), Vec::new(), 0);
     let mut camera = Camera::new();
     register(&mut platform, &mut camera, 0);
     let sent = subscribes(&platform.on_tick(1_000));
@@ -492,7 +492,7 @@ fn online_devices_are_subscribed_refreshed_in_dialog_and_left_alone_after_a_refu
 
 #[test]
 fn a_live_session_goes_to_the_device_and_ends_with_its_bye() {
-    let mut platform = Platform::new(config(), [7; 32], Vec::new(), 0);
+    let mut platform = Platform::new(config(), [7; 32], Vec::new(), Vec::new(), 0);
     register(&mut platform, &mut Camera::new(), 0);
     let endpoint = MediaEndpoint {
         ip: "192.0.2.1".parse().unwrap(),
@@ -572,7 +572,7 @@ fn media_endpoint() -> MediaEndpoint {
 
 /// A platform with the camera registered from `from`.
 fn platform_with_camera(from: Peer) -> Platform {
-    let mut platform = Platform::new(config(), [7; 32], Vec::new(), 0);
+    let mut platform = Platform::new(config(), [7; 32], Vec::new(), Vec::new(), 0);
     register_from(&mut platform, &mut Camera::new(), from, 0);
     platform
 }
@@ -593,15 +593,20 @@ fn answer(platform: &mut Platform, request: &Message, status: u16, now: i64) -> 
     platform.on_message(&response.to_bytes(), peer(), now)
 }
 
-/// The camera accepts `invite` with an SDP answer.
-fn accept(platform: &mut Platform, invite: &Message, now: i64) -> Vec<Output> {
+/// The camera's 200 to `invite`, with an SDP answer (the same each time: its To tag is
+/// derived from the INVITE).
+fn accepted(invite: &Message) -> Message {
     let sdp = "v=0\r\no=x 0 0 IN IP4 192.0.2.10\r\ns=Playback\r\nc=IN IP4 192.0.2.10\r\n\
                t=0 0\r\nm=video 15060 RTP/AVP 96\r\na=sendonly\r\ny=1200000001\r\n";
-    let ok = Message::response(invite, 200, "OK")
+    Message::response(invite, 200, "OK")
         .body("APPLICATION/SDP", sdp)
         .build()
-        .unwrap();
-    platform.on_message(&ok.to_bytes(), peer(), now)
+        .unwrap()
+}
+
+/// The camera accepts `invite`.
+fn accept(platform: &mut Platform, invite: &Message, now: i64) -> Vec<Output> {
+    platform.on_message(&accepted(invite).to_bytes(), peer(), now)
 }
 
 /// The SIP requests among `outputs` with this method.
@@ -795,7 +800,7 @@ fn media_ended(camera: &mut Camera, call_id: &str, channel: &str) -> Vec<u8> {
 
 #[test]
 fn the_end_of_a_playback_reported_by_the_device_ends_the_session_with_bye() {
-    let mut platform = Platform::new(config(), [7; 32], Vec::new(), 0);
+    let mut platform = Platform::new(config(), [7; 32], Vec::new(), Vec::new(), 0);
     let mut camera = Camera::new();
     register(&mut platform, &mut camera, 0);
     // In the session's dialog.
@@ -836,4 +841,116 @@ fn the_end_of_a_playback_reported_by_the_device_ends_the_session_with_bye() {
     );
     assert_eq!(responses(&outputs).len(), 1);
     assert_eq!(responses(&outputs)[0].status(), Some(200));
+}
+
+/// Every send among `outputs` goes to the camera.
+fn all_to_camera(outputs: &[Output]) -> bool {
+    outputs.iter().all(|o| match o {
+        Output::Send { peer: to, .. } => *to == peer(),
+        _ => true,
+    })
+}
+
+#[test]
+fn a_200_after_the_session_was_given_up_is_acked_and_hung_up() {
+    let mut platform = platform_with_camera(peer());
+    let (call_id, invite) = start(&mut platform, SessionKind::Play, 1_000);
+    let outputs: Vec<Output> = (2..=33).flat_map(|s| platform.on_tick(s * 1_000)).collect();
+    assert_eq!(session_ends(&outputs), [EndReason::Timeout]);
+
+    // The same 200 from an address no device speaks from: nobody to hang up on.
+    let ok = accepted(&invite);
+    let elsewhere = Peer {
+        transport: Transport::Udp,
+        addr: "198.51.100.7:5060".parse().unwrap(),
+    };
+    assert!(
+        platform
+            .on_message(&ok.to_bytes(), elsewhere, 34_000)
+            .is_empty()
+    );
+
+    let outputs = accept(&mut platform, &invite, 34_000);
+    assert!(all_to_camera(&outputs));
+    let sent = responses(&outputs);
+    let methods: Vec<_> = sent.iter().map(|m| m.method().unwrap()).collect();
+    assert_eq!(methods, ["ACK", "BYE"]);
+    for (request, cseq) in sent.iter().zip([1, 2]) {
+        assert_eq!(request.call_id(), Some(call_id.as_str()));
+        assert_eq!(request.cseq().map(|(n, _)| n), Some(cseq));
+        assert_eq!(request.from_tag(), invite.from_tag());
+        assert_eq!(request.to_tag(), ok.to_tag());
+    }
+    assert!(session_ends(&outputs).is_empty());
+    assert_eq!(platform.counters().stray_sessions_hung_up, 1);
+    // The answer to that BYE is no stray 200.
+    assert!(answer(&mut platform, &sent[1], 200, 34_100).is_empty());
+    assert_eq!(platform.counters().stray_sessions_hung_up, 1);
+    assert!(requests(&platform.on_tick(40_000), "BYE").is_empty());
+}
+
+/// Stores and deletes dialogs as the daemon does: JSON by Call-ID.
+fn keep(store: &mut HashMap<String, Vec<u8>>, outputs: &[Output]) {
+    for output in outputs {
+        if let Output::PersistDialog { call_id, dialog } = output {
+            match dialog {
+                Some(dialog) => store.insert(call_id.clone(), serde_json::to_vec(dialog).unwrap()),
+                None => store.remove(call_id),
+            };
+        }
+    }
+}
+
+#[test]
+fn sessions_cut_off_by_a_restart_are_hung_up_by_the_next_platform() {
+    let mut platform = platform_with_camera(peer());
+    let mut store = HashMap::new();
+    // A playback paused once (its CSeq moved on), and a live stream stopped before the crash.
+    let (playback, invite) = start(&mut platform, PLAYBACK, 1_000);
+    keep(&mut store, &accept(&mut platform, &invite, 1_100));
+    let paused = platform
+        .control_session(&playback, PlaybackControl::Pause, 2_000)
+        .unwrap();
+    keep(&mut store, &paused);
+    let info = &requests(&paused, "INFO")[0];
+    let (live, live_invite) = start(&mut platform, SessionKind::Play, 3_000);
+    keep(&mut store, &accept(&mut platform, &live_invite, 3_100));
+    assert_eq!(store.len(), 2);
+    keep(&mut store, &platform.stop_session(&live, 4_000));
+    assert_eq!(store.keys().collect::<Vec<_>>(), [&playback]);
+
+    // Killed here. The next platform starts from what was stored.
+    let devices = platform.devices().cloned().collect();
+    let dialogs = store
+        .values()
+        .map(|json| serde_json::from_slice(json).unwrap())
+        .collect();
+    let mut platform = Platform::new(config(), [9; 32], devices, dialogs, 60_000);
+    assert_eq!(platform.sessions().count(), 0);
+    let outputs = platform.on_tick(61_000);
+    assert!(all_to_camera(&outputs));
+    let [bye] = &requests(&outputs, "BYE")[..] else {
+        panic!("one BYE: {outputs:?}")
+    };
+    assert_eq!(bye.call_id(), Some(playback.as_str()));
+    assert_eq!(bye.request_uri(), invite.request_uri());
+    assert_eq!(bye.from_tag(), invite.from_tag());
+    assert_eq!(bye.to_tag(), accepted(&invite).to_tag());
+    let (cseq, _) = bye.cseq().unwrap();
+    assert!(cseq > invite.cseq().unwrap().0 && cseq > info.cseq().unwrap().0);
+    keep(&mut store, &outputs);
+    assert!(store.is_empty(), "hung up, and forgotten");
+    assert!(session_ends(&outputs).is_empty());
+
+    // Retransmitted until answered, and hung up only once.
+    let again = platform.on_tick(62_000);
+    assert_eq!(requests(&again, "BYE").len(), 1);
+    assert!(
+        !again
+            .iter()
+            .any(|o| matches!(o, Output::PersistDialog { .. }))
+    );
+    answer(&mut platform, bye, 200, 62_100);
+    assert!(requests(&platform.on_tick(70_000), "BYE").is_empty());
+    assert_eq!(platform.sessions().count(), 0);
 }
