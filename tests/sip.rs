@@ -316,9 +316,10 @@ fn the_api_queries_and_controls_a_device_and_waits_for_its_answers() {
             "--catalog-page",
             "1",
         ])
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("sim.log")).unwrap())
         .spawn()
         .unwrap();
+    let sim_log = || std::fs::read_to_string(dir.path().join("sim.log")).unwrap_or_default();
     let online = (0..100).any(|_| {
         std::thread::sleep(Duration::from_millis(100));
         daemon.get(&format!("/api/v1/devices/{DEVICE}")).1["online"] == true
@@ -435,7 +436,15 @@ fn the_api_queries_and_controls_a_device_and_waits_for_its_answers() {
     let (status, _) = daemon.get("/api/v1/devices/34020000001329999999/status");
     assert_eq!(status, 404);
 
-    // An alarm on demand (SIGUSR1 to the simulator) becomes an event.
+    // The platform subscribes to the device's alarms; an alarm on demand (SIGUSR1 to the
+    // simulator) then comes as a NOTIFY in that subscription and becomes an event.
+    let subscribed = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        sim_log()
+            .lines()
+            .any(|l| l.contains("subscribed") && l.contains("Alarm"))
+    });
+    assert!(subscribed, "{}", sim_log());
     assert!(!event_types(&daemon, DEVICE).contains(&"alarm".to_string()));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(sim.id() as i32),
@@ -447,6 +456,7 @@ fn the_api_queries_and_controls_a_device_and_waits_for_its_answers() {
         event_types(&daemon, DEVICE).contains(&"alarm".to_string())
     });
     assert!(alarmed, "{}", daemon.log());
+    assert!(sim_log().contains("alarm sent by NOTIFY"), "{}", sim_log());
     let _ = sim.kill();
     let _ = sim.wait();
 }

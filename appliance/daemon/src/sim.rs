@@ -105,6 +105,16 @@ impl SimOptions {
     }
 }
 
+/// A subscription the platform holds on us (SUBSCRIBE): NOTIFYs go in its dialog.
+struct SimSubscription {
+    call_id: String,
+    /// The platform's tag (From of its SUBSCRIBE) and ours (To of our 200).
+    platform_tag: String,
+    our_tag: String,
+    event: String,
+    cseq: u32,
+}
+
 /// A media session the platform opened on one of our channels.
 struct SimSession {
     /// Our 200 to the INVITE, sent again if the INVITE is retransmitted.
@@ -247,6 +257,8 @@ struct SimDevice {
     register_call_id: String,
     register_tag: String,
     sessions: HashMap<String, SimSession>,
+    /// Subscriptions by the CmdType they are for (`Catalog`, `Alarm`, `MobilePosition`).
+    subscriptions: HashMap<String, SimSubscription>,
     /// What ConfigDownload reports; DeviceConfig changes it (the simulation only remembers).
     basic: manscdp::BasicParam,
     /// Call-IDs of playbacks whose stream reached its end.
@@ -268,6 +280,7 @@ impl SimDevice {
         let mut device = SimDevice {
             basic,
             sessions: HashMap::new(),
+            subscriptions: HashMap::new(),
             ended_tx,
             ended_rx,
             register_call_id: new_call_id(&local),
@@ -429,7 +442,78 @@ impl SimDevice {
             latitude: None,
         });
         let channel = self.channel_id(1);
+        if self.subscriptions.contains_key("Alarm") {
+            let sn = self.next_sn();
+            let message = manscdp::Message::new(Root::Notify, sn, channel, body);
+            tracing::info!(device = self.id, "alarm sent by NOTIFY");
+            return self.notify_subscriber("Alarm", message).await;
+        }
         self.notify(Root::Notify, body, Some(channel)).await
+    }
+
+    /// SUBSCRIBE: 200 with the granted expiry; the subscription's NOTIFYs go in its dialog.
+    async fn on_subscribe(&mut self, request: &Message) -> anyhow::Result<()> {
+        let cmd_type = match manscdp::decode(request.body()) {
+            Ok((query, _)) => query.body.cmd_type().to_string(),
+            Err(e) => {
+                tracing::warn!(device = self.id, error = %e, "undecodable SUBSCRIBE body");
+                return self.respond(request, 400, "Bad Request").await;
+            }
+        };
+        let expires = match request.expires() {
+            Some(Ok(expires)) => expires,
+            _ => 3600,
+        };
+        let ok = Message::response(request, 200, "OK")
+            .header("Expires", &expires.to_string())
+            .build()?;
+        self.link.send(&ok).await?;
+        if expires == 0 {
+            self.subscriptions.remove(&cmd_type);
+            return Ok(());
+        }
+        let subscription = SimSubscription {
+            call_id: request.call_id().unwrap_or_default().to_string(),
+            platform_tag: request.from_tag().unwrap_or_default(),
+            our_tag: ok.to_tag().unwrap_or_default(),
+            event: request.header("Event").unwrap_or("presence").to_string(),
+            cseq: 0,
+        };
+        tracing::info!(device = self.id, cmd_type, "subscribed");
+        self.subscriptions.insert(cmd_type, subscription);
+        Ok(())
+    }
+
+    /// Sends `message` as a NOTIFY in the dialog of the subscription for `cmd_type`.
+    async fn notify_subscriber(
+        &mut self,
+        cmd_type: &str,
+        message: manscdp::Message,
+    ) -> anyhow::Result<()> {
+        let xml = manscdp::encode(&message, self.charset());
+        let o = &self.options;
+        let Some(subscription) = self.subscriptions.get_mut(cmd_type) else {
+            return Ok(());
+        };
+        subscription.cseq += 1;
+        let request =
+            RequestBuilder::new("NOTIFY", &format!("sip:{}@{}", o.platform_id, o.platform))
+                .via(self.link.transport(), &self.local)
+                .from(
+                    &format!("sip:{}@{}", self.id, o.domain),
+                    &subscription.our_tag,
+                )
+                .to(
+                    &format!("sip:{}@{}", o.platform_id, o.domain),
+                    Some(&subscription.platform_tag),
+                )
+                .call_id(&subscription.call_id)
+                .cseq(subscription.cseq)
+                .header("Event", &subscription.event)
+                .header("Subscription-State", "active")
+                .body("Application/MANSCDP+xml", xml)
+                .build()?;
+        self.link.send(&request).await
     }
 
     fn channel_id(&self, n: u32) -> String {
@@ -492,6 +576,7 @@ impl SimDevice {
             }
             Some("BYE") => return self.on_bye(&request).await,
             Some("INFO") => return self.on_info(&request).await,
+            Some("SUBSCRIBE") => return self.on_subscribe(&request).await,
             _ => {}
         }
         let ok = Message::response(&request, 200, "OK").build()?;
