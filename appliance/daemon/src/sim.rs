@@ -345,8 +345,7 @@ impl SimDevice {
     /// REGISTER, answer the challenge, expect 200 (`expires` 0 unregisters).
     async fn register(&mut self, expires: u32) -> anyhow::Result<()> {
         let first = self.register_request(expires, None)?;
-        self.link.send(&first).await?;
-        let challenge = self.await_response("REGISTER").await?;
+        let challenge = self.transact(&first).await?;
         let response = match challenge.status() {
             Some(401) => {
                 let value = challenge
@@ -365,8 +364,7 @@ impl SimDevice {
                     1,
                 );
                 let second = self.register_request(expires, Some(credentials.to_header_value()))?;
-                self.link.send(&second).await?;
-                self.await_response("REGISTER").await?
+                self.transact(&second).await?
             }
             _ => challenge,
         };
@@ -376,19 +374,42 @@ impl SimDevice {
         }
     }
 
-    /// Waits for the final response to our last `method` request, answering requests meanwhile.
-    async fn await_response(&mut self, method: &str) -> anyhow::Result<Message> {
+    /// Sends `request` and waits for its final response, answering requests meanwhile. Over
+    /// UDP the request is sent again at 0.5, 1, 2, 4 s (RFC 3261 timer E) until something
+    /// answers it: a registration must survive a lost datagram, as a real camera's does.
+    async fn transact(&mut self, request: &Message) -> anyhow::Result<Message> {
+        let method = request.method().unwrap_or_default().to_string();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut resend = Duration::from_millis(500);
+        let mut resend_at = tokio::time::Instant::now() + resend;
+        let mut answered = false;
+        self.link.send(request).await?;
         loop {
-            let message = tokio::time::timeout_at(deadline, self.link.recv())
-                .await
-                .with_context(|| format!("no answer to {method}"))??;
+            let wait_until = if answered || !matches!(self.link, Link::Udp(_)) {
+                deadline
+            } else {
+                resend_at.min(deadline)
+            };
+            let message = match tokio::time::timeout_at(wait_until, self.link.recv()).await {
+                Ok(message) => message?,
+                Err(_) if tokio::time::Instant::now() >= deadline => {
+                    bail!("no answer to {method}")
+                }
+                Err(_) => {
+                    self.link.send(request).await?;
+                    resend = (resend * 2).min(Duration::from_secs(4));
+                    resend_at = tokio::time::Instant::now() + resend;
+                    continue;
+                }
+            };
             if message.is_request() {
                 self.on_request(message).await?;
-            } else if message.status().is_some_and(|s| s >= 200)
-                && message.cseq().is_some_and(|(_, m)| m == method)
-            {
-                return Ok(message);
+            } else if message.cseq() == request.cseq() {
+                // (A late answer to an earlier request has another CSeq and is ignored.)
+                answered = true;
+                if message.status().is_some_and(|s| s >= 200) {
+                    return Ok(message);
+                }
             }
         }
     }
