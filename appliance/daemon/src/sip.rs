@@ -384,13 +384,8 @@ pub async fn start(
     registry: &mut Registry,
     shutdown: CancellationToken,
 ) -> anyhow::Result<SipHandle> {
-    let udp = UdpSocket::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on UDP {} (sip.listen)", config.listen))?;
+    let (udp, tcp) = bind_udp_and_tcp(config.listen).await?;
     let local_addr = udp.local_addr()?;
-    let tcp = TcpListener::bind(local_addr)
-        .await
-        .with_context(|| format!("cannot listen on TCP {local_addr} (sip.listen)"))?;
     let mut restored = Vec::new();
     for (id, bytes) in store.state_entries(DEVICES_NAMESPACE)? {
         match serde_json::from_slice::<Device>(&bytes) {
@@ -637,6 +632,28 @@ async fn tcp_connection(
     drop(connections);
     drop(tx);
     writing.abort();
+}
+
+/// UDP and TCP on the same address. With port 0 the kernel picks a free UDP port, which a TCP
+/// socket (say an outgoing connection's local port) may hold: then try another.
+async fn bind_udp_and_tcp(listen: SocketAddr) -> anyhow::Result<(UdpSocket, TcpListener)> {
+    const ATTEMPTS_WITH_PORT_0: usize = 20;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let udp = UdpSocket::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on UDP {listen} (sip.listen)"))?;
+        let local_addr = udp.local_addr()?;
+        match TcpListener::bind(local_addr).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(_) if listen.port() == 0 && attempt < ATTEMPTS_WITH_PORT_0 => continue,
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot listen on TCP {local_addr} (sip.listen)"));
+            }
+        }
+    }
 }
 
 /// Hangs up the sessions whose stream stopped (BYE, SSRC and port released).
