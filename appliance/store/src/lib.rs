@@ -484,6 +484,13 @@ impl EventStore {
         self.submit(|reply| Op::Retention { policy, now, reply })
     }
 
+    /// Forgets the outbox entries through sequence `through` (inclusive), once every upstream
+    /// has delivered them; resolves to how many entries went. Until then retention counts the
+    /// events it deletes as undelivered (`outbox_dropped`).
+    pub fn prune_outbox(&self, through: u64) -> Commit<u64> {
+        self.submit(|reply| Op::PruneOutbox { through, reply })
+    }
+
     /// One state value.
     pub fn state(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self

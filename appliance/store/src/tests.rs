@@ -256,6 +256,50 @@ fn outbox_lists_events_in_commit_order_not_time_order() {
 }
 
 #[test]
+fn delivered_outbox_groups_are_pruned_and_deleting_them_is_not_a_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(StoreMetrics::default());
+    let store = open_with(dir.path(), metrics.clone());
+    let old = Timestamp::now().as_millis() - 2 * 3600 * 1000;
+    let first = store.append(event("a", "x", old)).wait().unwrap();
+    let group = store
+        .append_many((0..3).map(|i| event("a", "x", old + i)).collect())
+        .wait()
+        .unwrap();
+    let all = store.outbox(None, 10).unwrap();
+    assert_eq!(all.len(), 4);
+    // Delivered through the middle of the group: only the first group goes.
+    assert_eq!(store.prune_outbox(all[2].seq).wait().unwrap(), 1);
+    let left = store.outbox(None, 10).unwrap();
+    assert_eq!(
+        left.iter().map(|e| e.id).collect::<Vec<_>>(),
+        group.iter().map(|e| e.id).collect::<Vec<_>>()
+    );
+    assert_eq!(store.outbox(Some(all[2].seq), 10).unwrap(), all[3..]);
+    assert_eq!(
+        store.prune_outbox(all[2].seq).wait().unwrap(),
+        0,
+        "idempotent"
+    );
+    // Retention now deletes one delivered and three undelivered events: three drops.
+    let report = store.enforce_retention(policy()).wait().unwrap();
+    assert_eq!(report.deleted(), 4);
+    assert_eq!(report.outbox_dropped, 3);
+    assert!(store.get(first.id).unwrap().is_none());
+    assert_eq!(store.prune_outbox(all[3].seq).wait().unwrap(), 3);
+    assert!(store.outbox(None, 10).unwrap().is_empty());
+    assert!(store.verify().unwrap().problems.is_empty());
+    // The sequence never goes back, pruned or not.
+    drop(store);
+    let store = open(dir.path());
+    store
+        .append(event("a", "x", Timestamp::now().as_millis()))
+        .wait()
+        .unwrap();
+    assert!(store.outbox(None, 10).unwrap()[0].seq > all[3].seq);
+}
+
+#[test]
 fn invalid_events_and_missing_media_are_rejected_without_writing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());

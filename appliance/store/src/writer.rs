@@ -70,6 +70,8 @@ pub(crate) enum Op {
         now: Timestamp,
         reply: Reply<RetentionReport>,
     },
+    /// Removes the outbox groups whose every entry is at or before `through`.
+    PruneOutbox { through: u64, reply: Reply<u64> },
 }
 
 pub(crate) struct Queued {
@@ -82,6 +84,7 @@ enum Answer {
     Append(AppendReply, Vec<Event>),
     Ack(Reply<Option<Event>>, Result<Option<Event>, StoreError>),
     Retention(Reply<RetentionReport>, RetentionReport),
+    Pruned(Reply<u64>, u64),
 }
 
 pub(crate) struct Writer {
@@ -136,6 +139,9 @@ impl Writer {
                 Op::Retention { policy, now, reply } => {
                     Answer::Retention(reply, batch.retention(&policy, now)?)
                 }
+                Op::PruneOutbox { through, reply } => {
+                    Answer::Pruned(reply, batch.prune_outbox(through)?)
+                }
             });
             Ok(())
         });
@@ -168,6 +174,9 @@ impl Writer {
                             metrics.outbox_dropped.inc_by(report.outbox_dropped);
                             let _ = reply.send(Ok(report));
                         }
+                        Answer::Pruned(reply, entries) => {
+                            let _ = reply.send(Ok(entries));
+                        }
                     }
                 }
             }
@@ -180,6 +189,7 @@ impl Writer {
                         Answer::Append(reply, _) => reply.send(Err(failed)),
                         Answer::Ack(reply, _) => drop(reply.send(Err(failed))),
                         Answer::Retention(reply, _) => drop(reply.send(Err(failed))),
+                        Answer::Pruned(reply, _) => drop(reply.send(Err(failed))),
                     }
                 }
             }
@@ -358,6 +368,32 @@ impl<'a> GroupBatch<'a> {
             .saturating_sub(footprint(record, record_len));
         self.live_events = self.live_events.saturating_sub(1);
         self.shared.in_outbox(record.outbox_seq)
+    }
+
+    /// Removes the outbox groups delivered through `through` (inclusive); returns how many
+    /// entries they held. A group partly delivered stays whole: readers skip by sequence.
+    fn prune_outbox(&mut self, through: u64) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        let groups = keys::outbox_key(0)..=keys::outbox_key(through);
+        let mut delivered = Vec::new();
+        for item in self.shared.tree.range(groups) {
+            let (key, value) = item?;
+            let (Some(first), Some(ids)) = (keys::outbox_seq(&key), IdList::decode(&value)) else {
+                continue;
+            };
+            if ids.is_empty() {
+                continue;
+            }
+            if first + ids.len() as u64 - 1 > through {
+                break;
+            }
+            removed += ids.len() as u64;
+            delivered.push(key);
+        }
+        for key in delivered {
+            self.remove(key);
+        }
+        Ok(removed)
     }
 
     fn ack(&mut self, id: EventId, by: Option<String>) -> Result<Option<Event>, StoreError> {
