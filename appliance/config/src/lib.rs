@@ -3,7 +3,7 @@
 //! # File format
 //!
 //! The configuration is a TOML file, by default [`DEFAULT_CONFIG_PATH`],
-//! with six tables. Every key is optional; a missing key takes its
+//! with seven tables. Every key is optional; a missing key takes its
 //! documented default, so an empty file is a valid configuration. This is the
 //! complete file with every default (`applianced default-config` prints it,
 //! see [`Config::to_toml_string`]):
@@ -44,6 +44,11 @@
 //! rtp_ip = ""
 //! rtp_ports = "30000-30499"
 //! stream_timeout = "15s"
+//!
+//! [uplink]
+//! device_id = ""
+//! batch = 100
+//! # [uplink.mqtt] and [uplink.kafka]: absent, so off (see `UplinkConfig`)
 //! ```
 //!
 //! Sizes ([`ByteSize`]) are an integer number of bytes or a string such as
@@ -59,7 +64,8 @@
 //!
 //! A variable `APPLIANCE_<SECTION>__<KEY>` (note the double underscore)
 //! overrides `<key>` in table `<section>`, both lower-cased:
-//! `APPLIANCE_HTTP__LISTEN=0.0.0.0:8080`, `APPLIANCE_STORE__DATA_DIR=/data`.
+//! `APPLIANCE_HTTP__LISTEN=0.0.0.0:8080`, `APPLIANCE_STORE__DATA_DIR=/data`; a nested table
+//! takes one more part: `APPLIANCE_UPLINK__MQTT__URL=mqtts://cloud.example.com:8883`.
 //! The value is read as a TOML value when it is one (`1024`, `true`,
 //! `"quoted"`) and taken verbatim as a string otherwise (`/data`, `64 MiB`,
 //! `30d`), so strings rarely need quoting. Any other variable starting with
@@ -105,6 +111,8 @@ pub struct Config {
     pub sip: SipConfig,
     /// `[media]`: where device streams are received.
     pub media: MediaConfig,
+    /// `[uplink]`: events to the central cloud over MQTT and/or Kafka.
+    pub uplink: UplinkConfig,
 }
 
 /// `[http]`: the HTTP API.
@@ -291,6 +299,112 @@ impl Default for MediaConfig {
     }
 }
 
+/// `[uplink]`: the durable outbox drained to the central cloud. Each upstream is on when its
+/// table is present.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UplinkConfig {
+    /// This box's id upstream (MQTT topics, every message's `device_id`): letters, digits, `-`
+    /// and `_`, at most 64. Default empty: generated at first start and kept in the store.
+    #[serde(deserialize_with = "device_id")]
+    pub device_id: String,
+    /// Most events per publish. Default `100`; `1` to `10000`.
+    #[serde(deserialize_with = "uplink_batch")]
+    pub batch: usize,
+    /// `[uplink.mqtt]`: absent means no MQTT upstream.
+    pub mqtt: Option<MqttUplinkConfig>,
+    /// `[uplink.kafka]`: absent means no Kafka upstream.
+    pub kafka: Option<KafkaUplinkConfig>,
+}
+
+impl Default for UplinkConfig {
+    fn default() -> UplinkConfig {
+        UplinkConfig {
+            device_id: String::new(),
+            batch: 100,
+            mqtt: None,
+            kafka: None,
+        }
+    }
+}
+
+/// `[uplink.mqtt]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttUplinkConfig {
+    /// `mqtt://host:port` or `mqtts://host:port` (TLS). Required.
+    #[serde(deserialize_with = "mqtt_url")]
+    pub url: String,
+    /// Topics are `<topic_prefix>/<device id>/events`, `…/status`. Default `appliance`.
+    #[serde(default = "default_topic_prefix", deserialize_with = "topic_prefix")]
+    pub topic_prefix: String,
+    /// Default empty: the device id.
+    #[serde(default)]
+    pub client_id: String,
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub password: String,
+    /// PEM CA bundle that signs the broker's certificate (mqtts).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and key, for brokers that want one.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+    /// MQTT keep-alive. Default `30s`; `5s` to `10m`.
+    #[serde(default = "default_keep_alive", deserialize_with = "keep_alive")]
+    pub keep_alive: Duration,
+}
+
+/// `[uplink.kafka]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaUplinkConfig {
+    /// Bootstrap brokers, `host:port[,host:port…]`. Required.
+    #[serde(deserialize_with = "brokers")]
+    pub brokers: String,
+    /// Default `appliance.events`; the key of each message is its camera id.
+    #[serde(default = "default_kafka_topic")]
+    pub topic: String,
+    /// `plaintext` (default), `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    #[serde(
+        default = "default_security_protocol",
+        deserialize_with = "security_protocol"
+    )]
+    pub security_protocol: String,
+    /// With SASL: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    #[serde(default)]
+    pub sasl_mechanism: String,
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub password: String,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+fn default_topic_prefix() -> String {
+    "appliance".to_owned()
+}
+
+fn default_keep_alive() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_kafka_topic() -> String {
+    "appliance.events".to_owned()
+}
+
+fn default_security_protocol() -> String {
+    "plaintext".to_owned()
+}
+
 const HOUR: u64 = 3_600;
 const DAY: u64 = 24 * HOUR;
 
@@ -413,6 +527,85 @@ fn stream_timeout<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration
     )
 }
 
+fn device_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let id = String::deserialize(deserializer)?;
+    let valid = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if id.len() > 64 || !id.chars().all(valid) {
+        return Err(de::Error::custom(format!(
+            "`{id}`: at most 64 letters, digits, `-` or `_` (it goes into MQTT topics)"
+        )));
+    }
+    Ok(id)
+}
+
+fn uplink_batch<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    within(usize::deserialize(deserializer)?, 1, Some(10_000))
+}
+
+fn mqtt_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let url = String::deserialize(deserializer)?;
+    let rest = url
+        .strip_prefix("mqtt://")
+        .or_else(|| url.strip_prefix("mqtts://"))
+        .ok_or_else(|| de::Error::custom(format!("`{url}` must start with mqtt:// or mqtts://")))?;
+    match rest.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+            Ok(url)
+        }
+        _ => Err(de::Error::custom(format!(
+            "`{url}` must name a host and a port, e.g. mqtts://cloud.example.com:8883"
+        ))),
+    }
+}
+
+fn topic_prefix<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let prefix = String::deserialize(deserializer)?;
+    if prefix.is_empty() || prefix.contains(['+', '#', '\0']) || prefix.starts_with('/') {
+        return Err(de::Error::custom(format!(
+            "`{prefix}`: a non-empty MQTT topic without wildcards or a leading `/`"
+        )));
+    }
+    Ok(prefix)
+}
+
+fn keep_alive<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    within(
+        Duration::deserialize(deserializer)?,
+        Duration::from_secs(5),
+        Some(Duration::from_secs(600)),
+    )
+}
+
+fn brokers<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let brokers = String::deserialize(deserializer)?;
+    let valid = |b: &str| {
+        b.rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+    };
+    if brokers.split(',').all(|b| valid(b.trim())) {
+        Ok(brokers)
+    } else {
+        Err(de::Error::custom(format!(
+            "`{brokers}`: expected host:port[,host:port…]"
+        )))
+    }
+}
+
+/// The security protocols `[uplink.kafka] security_protocol` may name (librdkafka's).
+pub const KAFKA_SECURITY_PROTOCOLS: [&str; 4] = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];
+
+fn security_protocol<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let protocol = String::deserialize(deserializer)?;
+    if KAFKA_SECURITY_PROTOCOLS.contains(&protocol.as_str()) {
+        Ok(protocol)
+    } else {
+        Err(de::Error::custom(format!(
+            "`{protocol}` is not one of {}",
+            KAFKA_SECURITY_PROTOCOLS.join(", ")
+        )))
+    }
+}
+
 fn filter<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     let filter = String::deserialize(deserializer)?;
     if filter.trim().is_empty() {
@@ -491,13 +684,19 @@ impl Config {
         overrides.sort();
         let mut config = self;
         for (var, raw) in overrides {
-            let (section, key) = env_key(&var)?;
-            table
-                .entry(section.as_str())
-                .or_insert_with(|| Value::Table(Table::new()))
-                .as_table_mut()
-                .ok_or_else(|| ConfigError::in_env(&var, format!("`{section}` is not a table")))?
-                .insert(key, env_value(&raw));
+            let path = env_key(&var)?;
+            let (key, tables) = path
+                .split_last()
+                .expect("env_key yields at least two parts");
+            let mut table_ref = &mut table;
+            for name in tables {
+                table_ref = table_ref
+                    .entry(name.as_str())
+                    .or_insert_with(|| Value::Table(Table::new()))
+                    .as_table_mut()
+                    .ok_or_else(|| ConfigError::in_env(&var, format!("`{name}` is not a table")))?;
+            }
+            table_ref.insert(key.clone(), env_value(&raw));
             // Re-checking after each override, rather than once after all,
             // pins an error on the variable that caused it: everything
             // before it was valid.
@@ -547,7 +746,31 @@ impl Config {
                     rtp_ports,
                     stream_timeout,
                 },
+            uplink:
+                UplinkConfig {
+                    device_id,
+                    batch,
+                    mqtt,
+                    kafka,
+                },
         } = self;
+        let upstream = |name: &str, table: Option<String>, example: &str| match table {
+            Some(table) => format!("[uplink.{name}]\n{table}"),
+            None => format!("# [uplink.{name}] is absent: off. For example:\n{example}"),
+        };
+        let mqtt = upstream(
+            "mqtt",
+            mqtt.as_ref()
+                .map(|m| toml::to_string(m).expect("the MQTT table serialises")),
+            "# [uplink.mqtt]\n# url = \"mqtts://cloud.example.com:8883\"\n# ca_file = \"/etc/appliance/cloud-ca.pem\"\n",
+        );
+        let kafka = upstream(
+            "kafka",
+            kafka
+                .as_ref()
+                .map(|k| toml::to_string(k).expect("the Kafka table serialises")),
+            "# [uplink.kafka]\n# brokers = \"kafka.example.com:9093\"\n# security_protocol = \"ssl\"\n",
+        );
         let device_passwords: String = device_passwords
             .iter()
             .map(|(id, password)| format!("{} = {}\n", toml_string(id), toml_string(password)))
@@ -615,6 +838,15 @@ rtp_ports = {rtp_ports}
 # A session whose stream brings nothing for this long is hung up, 2s to 10m.
 stream_timeout = {stream_timeout}
 
+[uplink]
+# This box's id upstream (MQTT topics, every message); empty: generated at
+# first start and kept in the store.
+device_id = {device_id}
+# Most events per publish, 1 to 10000.
+batch = {batch}
+
+{mqtt}
+{kafka}
 [sip.device_passwords]
 # "<device id>" = "<password>"
 {device_passwords}"#,
@@ -636,6 +868,7 @@ stream_timeout = {stream_timeout}
             subscriptions = Value::Array(subscriptions.iter().map(toml_string).collect()),
             rtp_ip = toml_string(rtp_ip.map(|ip| ip.to_string()).unwrap_or_default()),
             rtp_ports = toml_string(rtp_ports),
+            device_id = toml_string(device_id),
             stream_timeout = toml_string(stream_timeout),
         )
     }
@@ -646,20 +879,22 @@ fn toml_string(value: impl Display) -> Value {
     Value::String(value.to_string())
 }
 
-/// Splits `APPLIANCE_<SECTION>__<KEY>` into the lower-cased section and key.
-fn env_key(var: &str) -> Result<(String, String), ConfigError> {
-    match var
+/// Splits `APPLIANCE_<SECTION>__<KEY>` (or `APPLIANCE_<SECTION>__<TABLE>__<KEY>` for a nested
+/// table such as `[uplink.mqtt]`) into its lower-cased parts.
+fn env_key(var: &str) -> Result<Vec<String>, ConfigError> {
+    let parts: Vec<String> = var
         .strip_prefix(ENV_PREFIX)
-        .and_then(|rest| rest.split_once("__"))
-    {
-        Some((section, key)) if !section.is_empty() && !key.is_empty() => {
-            Ok((section.to_lowercase(), key.to_lowercase()))
-        }
-        _ => Err(ConfigError::in_env(
+        .unwrap_or_default()
+        .split("__")
+        .map(str::to_lowercase)
+        .collect();
+    if parts.len() < 2 || parts.iter().any(String::is_empty) {
+        return Err(ConfigError::in_env(
             var,
             "must be named APPLIANCE_<SECTION>__<KEY> (double underscore), e.g. APPLIANCE_HTTP__LISTEN",
-        )),
+        ));
     }
+    Ok(parts)
 }
 
 /// Reads an override as TOML when it is a TOML value, so `1024` is an

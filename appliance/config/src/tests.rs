@@ -51,6 +51,30 @@ subscriptions = ["mobile_position"]
 rtp_ip = "192.168.1.20"
 rtp_ports = "40000-40099"
 stream_timeout = "30s"
+
+[uplink]
+device_id = "box-0042"
+batch = 500
+
+[uplink.mqtt]
+url = "mqtts://cloud.example.com:8883"
+topic_prefix = "acme/boxes"
+client_id = "box-0042-mqtt"
+username = "box"
+password = "s3cret"
+ca_file = "/etc/appliance/cloud-ca.pem"
+client_cert = "/data/keys/box.crt"
+client_key = "/data/keys/box.key"
+keep_alive = "1m"
+
+[uplink.kafka]
+brokers = "k1.example.com:9093,k2.example.com:9093"
+topic = "acme.events"
+security_protocol = "sasl_ssl"
+sasl_mechanism = "SCRAM-SHA-512"
+username = "box"
+password = "s3cret"
+ca_file = "/etc/appliance/kafka-ca.pem"
 "#;
 
 fn full() -> Config {
@@ -92,6 +116,32 @@ fn full() -> Config {
                 last: 40_099,
             },
             stream_timeout: Duration::from_secs(30),
+        },
+        uplink: UplinkConfig {
+            device_id: "box-0042".into(),
+            batch: 500,
+            mqtt: Some(MqttUplinkConfig {
+                url: "mqtts://cloud.example.com:8883".into(),
+                topic_prefix: "acme/boxes".into(),
+                client_id: "box-0042-mqtt".into(),
+                username: "box".into(),
+                password: "s3cret".into(),
+                ca_file: Some("/etc/appliance/cloud-ca.pem".into()),
+                client_cert: Some("/data/keys/box.crt".into()),
+                client_key: Some("/data/keys/box.key".into()),
+                keep_alive: Duration::from_secs(60),
+            }),
+            kafka: Some(KafkaUplinkConfig {
+                brokers: "k1.example.com:9093,k2.example.com:9093".into(),
+                topic: "acme.events".into(),
+                security_protocol: "sasl_ssl".into(),
+                sasl_mechanism: "SCRAM-SHA-512".into(),
+                username: "box".into(),
+                password: "s3cret".into(),
+                ca_file: Some("/etc/appliance/kafka-ca.pem".into()),
+                cert_file: None,
+                key_file: None,
+            }),
         },
     }
 }
@@ -177,11 +227,11 @@ fn to_toml_string_shows_defaults_readably() {
 fn unknown_top_level_key() {
     assert_eq!(
         parse("# appliance\n\n[htttp]\nlisten = \"127.0.0.1:1\"\n"),
-        Err("/x.toml:3:2: htttp: unknown key `htttp`, expected one of `http`, `store`, `retention`, `log`, `sip`, `media`".into())
+        Err("/x.toml:3:2: htttp: unknown key `htttp`, expected one of `http`, `store`, `retention`, `log`, `sip`, `media`, `uplink`".into())
     );
     assert_eq!(
         parse("verbose = true\n"),
-        Err("/x.toml:1:1: verbose: unknown key `verbose`, expected one of `http`, `store`, `retention`, `log`, `sip`, `media`".into())
+        Err("/x.toml:1:1: verbose: unknown key `verbose`, expected one of `http`, `store`, `retention`, `log`, `sip`, `media`, `uplink`".into())
     );
 }
 
@@ -301,7 +351,7 @@ fn env_errors_name_the_variable() {
     );
     assert_eq!(
         from_env(&[("APPLIANCE_HTTPS__LISTEN", "0.0.0.0:1")]),
-        Err("environment APPLIANCE_HTTPS__LISTEN: unknown key `https`, expected one of `http`, `store`, `retention`, `log`, `sip`, `media`".into())
+        Err("environment APPLIANCE_HTTPS__LISTEN: unknown key `https`, expected one of `http`, `store`, `retention`, `log`, `sip`, `media`, `uplink`".into())
     );
     assert_eq!(
         from_env(&[("APPLIANCE_HTTP__LISTEN", "nope")]),
@@ -475,4 +525,66 @@ fn media_values_are_checked_where_they_are() {
     }
     let config = from_env(&[("APPLIANCE_MEDIA__RTP_PORTS", "31000-31009")]).unwrap();
     assert_eq!(config.media.rtp_ports.len(), 10);
+}
+
+#[test]
+fn uplink_tables_switch_upstreams_on_and_are_checked() {
+    assert_eq!(
+        Config::default().uplink.mqtt,
+        None,
+        "no upstream out of the box"
+    );
+    let config = parse("[uplink.mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\n").unwrap();
+    let mqtt = config.uplink.mqtt.unwrap();
+    assert_eq!(
+        (mqtt.topic_prefix.as_str(), mqtt.keep_alive.get().as_secs()),
+        ("appliance", 30)
+    );
+    for (text, key, expected) in [
+        (
+            "[uplink.mqtt]\nurl = \"http://x:1\"",
+            "uplink.mqtt.url",
+            "mqtt://",
+        ),
+        (
+            "[uplink.mqtt]\nurl = \"mqtt://broker\"",
+            "uplink.mqtt.url",
+            "port",
+        ),
+        ("[uplink.mqtt]\ntopic_prefix = \"a\"", "uplink.mqtt", "url"),
+        (
+            "[uplink.mqtt]\nurl = \"mqtt://b:1\"\ntopic_prefix = \"a/#\"",
+            "uplink.mqtt.topic_prefix",
+            "wildcards",
+        ),
+        (
+            "[uplink.kafka]\nbrokers = \"k1\"",
+            "uplink.kafka.brokers",
+            "host:port",
+        ),
+        (
+            "[uplink.kafka]\nbrokers = \"k:1\"\nsecurity_protocol = \"tls\"",
+            "uplink.kafka.security_protocol",
+            "sasl_ssl",
+        ),
+        (
+            "[uplink]\ndevice_id = \"a/b\"",
+            "uplink.device_id",
+            "MQTT topics",
+        ),
+        ("[uplink]\nbatch = 0", "uplink.batch", "between"),
+    ] {
+        let err = parse(text).unwrap_err();
+        assert!(err.contains(key) && err.contains(expected), "{text}: {err}");
+    }
+    // Nested tables have nested variables.
+    let config = from_env(&[
+        ("APPLIANCE_UPLINK__MQTT__URL", "mqtt://127.0.0.1:1883"),
+        ("APPLIANCE_UPLINK__DEVICE_ID", "box-7"),
+    ])
+    .unwrap();
+    assert_eq!(config.uplink.mqtt.unwrap().url, "mqtt://127.0.0.1:1883");
+    assert_eq!(config.uplink.device_id, "box-7");
+    let err = from_env(&[("APPLIANCE_UPLINK__MQTT__URL", "ftp://x:1")]).unwrap_err();
+    assert!(err.contains("APPLIANCE_UPLINK__MQTT__URL"), "{err}");
 }
