@@ -191,7 +191,11 @@ pub(crate) struct Shared {
     metrics: Arc<StoreMetrics>,
     live_bytes: AtomicU64,
     live_events: AtomicU64,
+    /// Called by the writer after a durable commit that added outbox entries.
+    outbox_listeners: Mutex<Vec<OutboxListener>>,
 }
+
+type OutboxListener = Box<dyn Fn() + Send + Sync>;
 
 impl Shared {
     fn make_durable(&self) -> Result<(), StoreError> {
@@ -349,6 +353,7 @@ impl EventStore {
             metrics,
             live_bytes: AtomicU64::new(0),
             live_events: AtomicU64::new(0),
+            outbox_listeners: Mutex::new(Vec::new()),
         });
         let counters = shared.read_counters()?;
         shared
@@ -482,6 +487,16 @@ impl EventStore {
     pub fn enforce_retention(&self, policy: RetentionPolicy) -> Commit<RetentionReport> {
         let now = Timestamp::now();
         self.submit(|reply| Op::Retention { policy, now, reply })
+    }
+
+    /// Calls `listener` (on the writer thread: keep it short, e.g. wake a task) after every
+    /// durable commit that added outbox entries, so upstream senders need not poll.
+    pub fn on_outbox_growth(&self, listener: impl Fn() + Send + Sync + 'static) {
+        self.shared()
+            .outbox_listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(listener));
     }
 
     /// Forgets the outbox entries through sequence `through` (inclusive), once every upstream

@@ -256,6 +256,22 @@ fn outbox_lists_events_in_commit_order_not_time_order() {
 }
 
 #[test]
+fn outbox_listeners_hear_of_commits_that_add_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let heard = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = heard.clone();
+    store.on_outbox_growth(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    let stored = store.append(event("a", "x", T0)).wait().unwrap();
+    assert_eq!(heard.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // An acknowledgement adds nothing to the outbox.
+    store.ack(stored.id, None).wait().unwrap();
+    assert_eq!(heard.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[test]
 fn delivered_outbox_groups_are_pruned_and_deleting_them_is_not_a_drop() {
     let dir = tempfile::tempdir().unwrap();
     let metrics = Arc::new(StoreMetrics::default());

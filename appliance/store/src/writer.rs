@@ -149,6 +149,16 @@ impl Writer {
         let metrics = &self.shared.metrics;
         match committed {
             Ok(outcome) => {
+                if outcome.next_outbox_seq > self.next_outbox_seq {
+                    let listeners = self
+                        .shared
+                        .outbox_listeners
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    for listener in listeners.iter() {
+                        listener();
+                    }
+                }
                 self.next_outbox_seq = outcome.next_outbox_seq;
                 metrics.commit_group_size.observe(answers.len() as f64);
                 for at in enqueued {
