@@ -16,6 +16,10 @@ packages=(
   gstreamer1.0-plugins-bad # h264parse, mpegpsdemux (the independent PS check in the tests)
   gstreamer1.0-plugins-ugly # x264enc: the test pattern's encoder
   gstreamer1.0-libav # avdec_h264: decodes what we mux, in the tests
+  libssl-dev # rdkafka's bundled librdkafka links OpenSSL for TLS and SASL/SCRAM (build dependency)
+  zlib1g-dev # librdkafka's gzip support, found by its configure script (build dependency)
+  mosquitto # MQTT broker: appliance-uplink's tests start one per test on a loopback port
+  mosquitto-clients # mosquitto_sub/mosquitto_pub, to watch an uplink by hand
 )
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -27,4 +31,14 @@ done
 if ((${#missing[@]})); then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+# tansu: the Kafka-protocol broker of appliance-uplink's Kafka tests (a single binary, in-memory
+# storage). No Debian package provides a Kafka broker, so it comes from crates.io; the in-memory
+# storage needs the `dynostore` feature. The build takes about 10 minutes on 2 cores, hence once
+# per machine, not per test run. Pinned: the tests use its 0.6 command line.
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v tansu >/dev/null; then
+  echo "setup: installing tansu (cargo install, ~10 minutes)"
+  cargo install --locked tansu@0.6.0 --features dynostore
 fi

@@ -225,3 +225,128 @@ fn response(result: Result<ureq::Response, ureq::Error>) -> (u16, String) {
 fn parse_json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
+
+/// A free loopback TCP port (for peers that cannot take port 0, or must keep a port across a
+/// restart).
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("local address")
+        .port()
+}
+
+/// A real MQTT broker (mosquitto) on 127.0.0.1, with persistence in `dir` so that a persistent
+/// subscriber's queued messages survive a graceful restart, as a cloud broker's do.
+pub struct Mosquitto {
+    child: Child,
+    pub port: u16,
+}
+
+impl Mosquitto {
+    /// Starts mosquitto on `port`; with `user` only that user/password may connect.
+    pub fn start(dir: &Path, port: u16, user: Option<(&str, &str)>) -> Mosquitto {
+        std::fs::create_dir_all(dir).expect("broker dir");
+        let mut conf = format!(
+            "listener {port} 127.0.0.1\npersistence true\npersistence_location {}/\nlog_dest file {}/mosquitto.log\n",
+            dir.display(),
+            dir.display()
+        );
+        match user {
+            Some((name, password)) => {
+                let file = dir.join("passwords");
+                let made = Command::new("mosquitto_passwd")
+                    .args(["-b", "-c"])
+                    .arg(&file)
+                    .args([name, password])
+                    .status()
+                    .expect("mosquitto_passwd runs (apt install mosquitto)");
+                assert!(made.success());
+                conf.push_str(&format!(
+                    "allow_anonymous false\npassword_file {}\n",
+                    file.display()
+                ));
+            }
+            None => conf.push_str("allow_anonymous true\n"),
+        }
+        let conf_path = dir.join("mosquitto.conf");
+        std::fs::write(&conf_path, conf).expect("broker config");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto starts (apt install mosquitto)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Mosquitto { child, port }
+    }
+
+    /// SIGTERM: mosquitto saves its persistent sessions and exits.
+    pub fn stop(mut self) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `mosquitto_sub` as the cloud: QoS 1, a persistent session (`-c -i`), one line per message
+/// (`topic payload`) appended to a file.
+pub struct MqttSubscriber {
+    child: Child,
+    out: PathBuf,
+}
+
+impl MqttSubscriber {
+    pub fn start(port: u16, topic: &str, out: &Path) -> MqttSubscriber {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out)
+            .expect("subscriber output");
+        let child = Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-t", topic, "-q", "1", "-c", "-i", "cloud-test", "-v"])
+            .stdout(file)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto_sub starts (apt install mosquitto-clients)");
+        MqttSubscriber {
+            child,
+            out: out.to_path_buf(),
+        }
+    }
+
+    /// Every message received so far (by this and earlier subscribers on the same file), as
+    /// (topic, JSON payload), in arrival order.
+    pub fn messages(&self) -> Vec<(String, Value)> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| {
+                let (topic, payload) = line.split_once(' ')?;
+                Some((topic.to_string(), serde_json::from_str(payload).ok()?))
+            })
+            .collect()
+    }
+}
+
+impl Drop for MqttSubscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -682,7 +682,10 @@ impl Config {
         // The process environment has no order; sorting makes the reported
         // error the same from one run to the next.
         overrides.sort();
-        let mut config = self;
+        if overrides.is_empty() {
+            return Ok(self);
+        }
+        let mut applied = Vec::new();
         for (var, raw) in overrides {
             let path = env_key(&var)?;
             let (key, tables) = path
@@ -697,13 +700,24 @@ impl Config {
                     .ok_or_else(|| ConfigError::in_env(&var, format!("`{name}` is not a table")))?;
             }
             table_ref.insert(key.clone(), env_value(&raw));
-            // Re-checking after each override, rather than once after all,
-            // pins an error on the variable that caused it: everything
-            // before it was valid.
-            config = serde_path_to_error::deserialize(Value::Table(table.clone()))
-                .map_err(|err| ConfigError::in_env(&var, error::describe(err.inner())))?;
+            applied.push((path.join("."), var));
         }
-        Ok(config)
+        // Checked once all are applied: a table such as `[uplink.mqtt]` may need several
+        // variables together (its `url` and its `password`). The error is pinned on the variable
+        // whose key it is about, or that sits in the table it is about.
+        serde_path_to_error::deserialize(Value::Table(table)).map_err(|err| {
+            let at = err.path().to_string();
+            let culprit = applied
+                .iter()
+                .filter(|(key, _)| {
+                    key == &at || key.starts_with(&format!("{at}.")) || at.starts_with(key.as_str())
+                })
+                .max_by_key(|(key, _)| key.len())
+                .or(applied.last())
+                .map(|(_, var)| var.as_str())
+                .unwrap_or(ENV_PREFIX);
+            ConfigError::in_env(culprit, error::describe(err.inner()))
+        })
     }
 
     /// The complete configuration as a commented TOML file with every key

@@ -587,4 +587,17 @@ fn uplink_tables_switch_upstreams_on_and_are_checked() {
     assert_eq!(config.uplink.device_id, "box-7");
     let err = from_env(&[("APPLIANCE_UPLINK__MQTT__URL", "ftp://x:1")]).unwrap_err();
     assert!(err.contains("APPLIANCE_UPLINK__MQTT__URL"), "{err}");
+    // Variables of one table work together whatever their order; a missing key is pinned on
+    // the table's variables.
+    let config = from_env(&[
+        ("APPLIANCE_UPLINK__MQTT__PASSWORD", "p"),
+        ("APPLIANCE_UPLINK__MQTT__URL", "mqtt://127.0.0.1:1883"),
+    ])
+    .unwrap();
+    assert_eq!(config.uplink.mqtt.unwrap().password, "p");
+    let err = from_env(&[("APPLIANCE_UPLINK__MQTT__PASSWORD", "p")]).unwrap_err();
+    assert!(
+        err.contains("APPLIANCE_UPLINK__MQTT__PASSWORD") && err.contains("url"),
+        "{err}"
+    );
 }

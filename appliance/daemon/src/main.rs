@@ -11,6 +11,7 @@ mod run;
 mod sim;
 mod sip;
 mod systemd;
+mod uplink;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

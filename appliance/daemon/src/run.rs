@@ -13,7 +13,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
-use crate::{logging, sip, systemd};
+use crate::{logging, sip, systemd, uplink};
 
 /// How long in-flight HTTP requests may take to finish after a stop signal.
 const HTTP_DRAIN: Duration = Duration::from_secs(3);
@@ -67,7 +67,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         shutdown.clone(),
     )
     .await?;
-    let state = AppState::new(store.clone(), Some(sip), registry, http_addr, started);
+    let device_id = uplink::device_id(&config.uplink, &store).await?;
+    let uplinks = uplink::start(&config.uplink, &device_id, &store, &mut registry, &shutdown)?;
+    let state = AppState::new(
+        store.clone(),
+        Some(sip),
+        uplinks,
+        registry,
+        http_addr,
+        started,
+    );
     let policy = RetentionPolicy {
         max_age: config.retention.max_age.get(),
         max_disk_bytes: config.retention.max_disk.bytes(),

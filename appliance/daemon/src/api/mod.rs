@@ -22,6 +22,7 @@ use utoipa::OpenApi;
 pub use error::ApiError;
 
 use crate::sip::SipHandle;
+use crate::uplink::Uplinks;
 
 /// Everything handlers share.
 #[derive(Clone)]
@@ -32,6 +33,7 @@ pub struct AppState {
 struct StateInner {
     store: EventStore,
     sip: Option<SipHandle>,
+    uplinks: Uplinks,
     registry: Mutex<Registry>,
     http_addr: SocketAddr,
     started: Instant,
@@ -41,6 +43,7 @@ impl AppState {
     pub fn new(
         store: EventStore,
         sip: Option<SipHandle>,
+        uplinks: Uplinks,
         registry: Registry,
         http_addr: SocketAddr,
         started: Instant,
@@ -49,6 +52,7 @@ impl AppState {
             inner: Arc::new(StateInner {
                 store,
                 sip,
+                uplinks,
                 registry: Mutex::new(registry),
                 http_addr,
                 started,
@@ -69,6 +73,7 @@ impl AppState {
     ),
     paths(
         system::health,
+        system::uplink,
         events::list_events,
         events::get_event,
         events::get_media,
@@ -120,6 +125,8 @@ impl AppState {
         appliance_gb28181::device::Peer,
         appliance_gb28181::device::Transport,
         system::Health,
+        system::UplinkList,
+        appliance_uplink::sender::UplinkStatus,
         system::Subsystem,
         error::ErrorBody,
         error::ErrorDetail,
@@ -184,6 +191,7 @@ fn protected_routes() -> Router<AppState> {
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/health", get(system::health))
+        .route("/uplink", get(system::uplink))
         .route("/openapi.json", get(system::openapi))
         .merge(protected_routes());
     Router::new()

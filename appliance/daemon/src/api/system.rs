@@ -77,12 +77,37 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
             },
         );
     }
+    let uplinks = state.inner.uplinks.statuses();
+    if !uplinks.is_empty() {
+        // Connecting is fine; an upstream whose last attempt failed is not.
+        let failing = uplinks.iter().any(|u| u.last_error.is_some());
+        subsystems.insert(
+            "uplink",
+            Subsystem {
+                status: status_word(!failing),
+                details: json!({ "upstreams": uplinks }),
+            },
+        );
+    }
     let all_ok = subsystems.values().all(|s| s.status == "ok");
     Json(Health {
         status: if all_ok { "ok" } else { "degraded" },
         version: env!("CARGO_PKG_VERSION"),
         uptime_s: state.inner.started.elapsed().as_secs(),
         subsystems,
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UplinkList {
+    items: Vec<appliance_uplink::sender::UplinkStatus>,
+}
+
+/// Each upstream's state: connected, delivered, depth and age of the backlog, last error.
+#[utoipa::path(get, path = "/api/v1/uplink", responses((status = 200, body = UplinkList)))]
+pub async fn uplink(State(state): State<AppState>) -> Json<UplinkList> {
+    Json(UplinkList {
+        items: state.inner.uplinks.statuses(),
     })
 }
 

@@ -1,0 +1,262 @@
+//! Wires the uplink (`appliance-uplink`) into the daemon: the box's id upstream, one sender per
+//! configured upstream (`[uplink.mqtt]`, `[uplink.kafka]`), pruning the outbox entries every
+//! upstream has delivered, and their status for health, metrics and the API.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use appliance_config::{KafkaUplinkConfig, MqttUplinkConfig, UplinkConfig};
+use appliance_store::{EventStore, StateChange};
+use appliance_uplink::Publisher;
+use appliance_uplink::kafka::{
+    KafkaConfig, KafkaPublisher, KafkaSecurity, KafkaTls, SaslMechanism,
+};
+use appliance_uplink::mqtt::{MqttConfig, MqttPublisher};
+use appliance_uplink::sender::{Sender, SenderOptions, StatusHandle, UplinkStatus};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+/// Store namespace of the box's identity (key `device_id`).
+const IDENTITY_NAMESPACE: &str = "appliance.identity";
+/// How often delivered outbox entries are pruned and the metrics refreshed.
+const HOUSEKEEPING: Duration = Duration::from_secs(10);
+/// How long a Kafka message may wait for its acknowledgement before the batch is retried.
+const KAFKA_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The box's id upstream: the configured one, else the one generated at the first start.
+pub async fn device_id(config: &UplinkConfig, store: &EventStore) -> anyhow::Result<String> {
+    if !config.device_id.is_empty() {
+        return Ok(config.device_id.clone());
+    }
+    if let Some(bytes) = store.state(IDENTITY_NAMESPACE, "device_id")? {
+        return String::from_utf8(bytes).context("the stored device id is not text");
+    }
+    let id = format!("box-{}", hex::encode(rand::random::<[u8; 8]>()));
+    let change = StateChange {
+        namespace: IDENTITY_NAMESPACE,
+        key: "device_id".into(),
+        value: Some(id.clone().into_bytes()),
+    };
+    store
+        .commit(Vec::new(), vec![change])
+        .await
+        .context("cannot store the generated device id")?;
+    tracing::info!(device_id = id, "generated this box's device id");
+    Ok(id)
+}
+
+/// The running upstreams.
+#[derive(Clone, Default)]
+pub struct Uplinks {
+    statuses: Arc<Vec<StatusHandle>>,
+}
+
+impl Uplinks {
+    pub fn statuses(&self) -> Vec<UplinkStatus> {
+        self.statuses.iter().map(StatusHandle::snapshot).collect()
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabel {
+    upstream: String,
+}
+
+#[derive(Default)]
+struct UplinkMetrics {
+    delivered: Family<UpstreamLabel, Gauge>,
+    depth: Family<UpstreamLabel, Gauge>,
+    connected: Family<UpstreamLabel, Gauge>,
+    oldest_pending_seconds: Family<UpstreamLabel, Gauge>,
+}
+
+/// Starts a sender per configured upstream; a configuration the upstream's client refuses is an
+/// error naming the table.
+pub fn start(
+    config: &UplinkConfig,
+    device_id: &str,
+    store: &EventStore,
+    registry: &mut Registry,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Uplinks> {
+    let options = SenderOptions {
+        batch: config.batch,
+        ..SenderOptions::default()
+    };
+    let mut statuses = Vec::new();
+    if let Some(mqtt) = &config.mqtt {
+        let publisher =
+            MqttPublisher::new(mqtt_config(mqtt, device_id)).context("[uplink.mqtt]")?;
+        statuses.push(spawn(publisher, device_id, store, &options, shutdown)?);
+    }
+    if let Some(kafka) = &config.kafka {
+        let publisher =
+            KafkaPublisher::new(kafka_config(kafka, device_id)?).context("[uplink.kafka]")?;
+        statuses.push(spawn(publisher, device_id, store, &options, shutdown)?);
+    }
+    let uplinks = Uplinks {
+        statuses: Arc::new(statuses),
+    };
+    let metrics = Arc::new(UplinkMetrics::default());
+    let sub = registry.sub_registry_with_prefix("appliance_uplink");
+    sub.register(
+        "delivered",
+        "Events the upstream's broker acknowledged since start",
+        metrics.delivered.clone(),
+    );
+    sub.register(
+        "depth",
+        "Outbox entries waiting for the upstream (counted up to 10,000)",
+        metrics.depth.clone(),
+    );
+    sub.register(
+        "connected",
+        "1 while the upstream's last attempt reached its broker",
+        metrics.connected.clone(),
+    );
+    sub.register(
+        "oldest_pending_seconds",
+        "Age of the oldest event the upstream has not delivered",
+        metrics.oldest_pending_seconds.clone(),
+    );
+    if !uplinks.statuses.is_empty() {
+        tokio::spawn(housekeeping(
+            uplinks.clone(),
+            store.clone(),
+            metrics,
+            shutdown.clone(),
+        ));
+    }
+    Ok(uplinks)
+}
+
+fn spawn<P: Publisher>(
+    publisher: P,
+    device_id: &str,
+    store: &EventStore,
+    options: &SenderOptions,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<StatusHandle> {
+    let name = publisher.name();
+    let sender = Sender::new(store.clone(), publisher, device_id, options.clone())
+        .with_context(|| format!("cannot start the {name} uplink"))?;
+    let status = sender.status();
+    tokio::spawn(sender.run(shutdown.clone()));
+    Ok(status)
+}
+
+/// Prunes what every upstream delivered and mirrors the statuses into the metrics.
+async fn housekeeping(
+    uplinks: Uplinks,
+    store: EventStore,
+    metrics: Arc<UplinkMetrics>,
+    shutdown: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(HOUSEKEEPING);
+    let mut pruned_through = None;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let statuses = uplinks.statuses();
+        for status in &statuses {
+            let label = UpstreamLabel {
+                upstream: status.name.clone(),
+            };
+            let gauge = |family: &Family<UpstreamLabel, Gauge>, value: u64| {
+                family
+                    .get_or_create(&label)
+                    .set(i64::try_from(value).unwrap_or(i64::MAX));
+            };
+            gauge(&metrics.delivered, status.delivered);
+            gauge(&metrics.depth, status.depth);
+            gauge(&metrics.connected, u64::from(status.connected));
+            gauge(
+                &metrics.oldest_pending_seconds,
+                status.oldest_pending_ms.unwrap_or(0) / 1000,
+            );
+        }
+        // Every upstream must have delivered an entry before it may go.
+        let Some(through) = statuses
+            .iter()
+            .map(|s| s.cursor)
+            .collect::<Option<Vec<u64>>>()
+            .and_then(|cursors| cursors.into_iter().min())
+        else {
+            continue;
+        };
+        if pruned_through == Some(through) {
+            continue;
+        }
+        match store.prune_outbox(through).await {
+            Ok(entries) => {
+                tracing::debug!(through, entries, "pruned delivered outbox entries");
+                pruned_through = Some(through);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot prune the outbox"),
+        }
+    }
+}
+
+fn non_empty(value: &str) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+fn mqtt_config(config: &MqttUplinkConfig, device_id: &str) -> MqttConfig {
+    MqttConfig {
+        url: config.url.clone(),
+        topic_prefix: config.topic_prefix.clone(),
+        client_id: config.client_id.clone(),
+        device_id: device_id.to_owned(),
+        username: non_empty(&config.username),
+        password: non_empty(&config.password),
+        ca_file: config.ca_file.clone(),
+        client_cert: config.client_cert.clone(),
+        client_key: config.client_key.clone(),
+        keep_alive: config.keep_alive.get(),
+    }
+}
+
+fn kafka_config(config: &KafkaUplinkConfig, device_id: &str) -> anyhow::Result<KafkaConfig> {
+    let tls = || KafkaTls {
+        ca_file: config.ca_file.clone(),
+        cert_file: config.cert_file.clone(),
+        key_file: config.key_file.clone(),
+    };
+    let sasl = |tls: Option<KafkaTls>| -> anyhow::Result<KafkaSecurity> {
+        let mechanism = match config.sasl_mechanism.as_str() {
+            "PLAIN" => SaslMechanism::Plain,
+            "SCRAM-SHA-256" => SaslMechanism::ScramSha256,
+            "SCRAM-SHA-512" => SaslMechanism::ScramSha512,
+            other => anyhow::bail!(
+                "[uplink.kafka] sasl_mechanism: `{other}` is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (needed with {})",
+                config.security_protocol
+            ),
+        };
+        Ok(KafkaSecurity::Sasl {
+            mechanism,
+            username: config.username.clone(),
+            password: config.password.clone(),
+            tls,
+        })
+    };
+    // The config crate admits only these four protocols.
+    let security = match config.security_protocol.as_str() {
+        "ssl" => KafkaSecurity::Ssl(tls()),
+        "sasl_plaintext" => sasl(None)?,
+        "sasl_ssl" => sasl(Some(tls()))?,
+        _ => KafkaSecurity::Plaintext,
+    };
+    Ok(KafkaConfig {
+        brokers: config.brokers.clone(),
+        topic: config.topic.clone(),
+        client_id: device_id.to_owned(),
+        security,
+        message_timeout: KAFKA_MESSAGE_TIMEOUT,
+    })
+}

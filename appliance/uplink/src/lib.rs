@@ -1,0 +1,60 @@
+//! The uplink: the store's durable outbox, drained to the central cloud.
+//!
+//! The store puts every committed event in its outbox in the same commit. A [`sender::Sender`]
+//! per upstream reads the outbox in commit order after its cursor, hands a batch to its
+//! [`Publisher`] and moves the cursor (durably, in the store) only once the broker has
+//! acknowledged the whole batch. Delivery is therefore at-least-once across crashes, broker
+//! outages and reconnects; a message sent twice carries the same event id, by which the cloud
+//! drops duplicates. No client library's in-memory queue is trusted: the outbox is the only
+//! source of truth.
+//!
+//! * [`schema`]: the versioned JSON on the wire (documented in `docs/uplink-schema.md`).
+//! * [`backoff`]: exponential backoff with full jitter, paced reconnects.
+//! * [`sender`]: the drain loop, its cursor and its [`sender::UplinkStatus`].
+//! * [`mqtt`]: the MQTT 5 upstream (rumqttc), done only on PUBACK.
+//! * [`kafka`]: the Kafka upstream (rdkafka), an idempotent producer, done only on acks=all.
+
+pub mod backoff;
+pub mod kafka;
+pub mod mqtt;
+pub mod schema;
+pub mod sender;
+
+use std::future::Future;
+use std::time::Duration;
+
+/// One event on its way upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The event's outbox sequence.
+    pub seq: u64,
+    /// The camera id: the Kafka message key, so each camera's events keep their order.
+    pub key: String,
+    /// The [`schema`] JSON of the message.
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("not connected: {0}")]
+    Connection(String),
+    #[error("rejected: {0}")]
+    Rejected(String),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+/// An upstream broker connection, driven by a [`sender::Sender`].
+pub trait Publisher: Send + 'static {
+    /// Delivers `batch` in order and returns once the broker acknowledged every message
+    /// (MQTT PUBACK at QoS 1; Kafka acks=all); on error the whole batch is sent again later.
+    /// An empty batch only checks the connection, making it if needed: the sender calls it
+    /// while idle so that status and reconnects do not wait for the next event.
+    fn publish(
+        &mut self,
+        batch: &[Outgoing],
+    ) -> impl Future<Output = Result<(), PublishError>> + Send;
+
+    /// "mqtt", "kafka": for logs, metrics, the cursor's key.
+    fn name(&self) -> &'static str;
+}

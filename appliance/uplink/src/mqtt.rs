@@ -1,0 +1,704 @@
+//! The MQTT upstream: MQTT 5 over rumqttc, a batch done only when every message got its PUBACK.
+//!
+//! Why MQTT 5 (`rumqttc::v5`): its PUBACK carries a reason code, so a broker that refuses a
+//! message (not authorised for the topic, quota exceeded, payload too large) says so and the batch
+//! fails instead of counting as delivered, as a 3.1.1 PUBACK would; its CONNACK says *why* a
+//! connection is refused (bad user name or password, not authorised, banned), which is what the
+//! daemon's health shows. Both versions track PUBACKs the same way in rumqttc.
+//!
+//! rumqttc keeps publishes in memory and drops them on a reconnect without a session, so it is
+//! never trusted with delivery: each connection is a fresh client and event loop (clean start),
+//! an event loop that fails is not polled again (it would reconnect at once, in a tight loop),
+//! and the batch in flight fails with it. The [`crate::sender::Sender`] sends the batch again
+//! from the outbox after its backoff, on a new connection.
+//!
+//! Matching PUBACKs to messages: on one connection the event loop takes publishes from its
+//! request channel in the order we put them there and reports each as `Outgoing::Publish(pkid)`
+//! when it assigns the packet id, so the n-th such report is our n-th message; a PUBACK names the
+//! pkid, and rumqttc reuses a pkid only once it is acknowledged.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use appliance_model::Timestamp;
+use rumqttc::Outgoing as MqttOutgoing;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{
+    ConnectReturnCode, LastWill, Packet, PubAckReason, PublishProperties,
+};
+use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, StateError};
+use rumqttc::{TlsConfiguration, Transport};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::schema::StatusMessage;
+use crate::{Outgoing, PublishError, Publisher};
+
+/// `topic_prefix` when the configuration names none.
+pub const DEFAULT_TOPIC_PREFIX: &str = "appliance";
+/// How long a connection attempt (TCP, TLS, CONNACK) may take.
+const CONNECT_TIMEOUT_S: u64 = 10;
+/// How long a batch may wait for its PUBACKs. A broker that stops answering is normally caught
+/// sooner by the keep-alive; this bounds the rest.
+const ACK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Publishes queued towards the event loop before `publish` waits for room.
+const REQUEST_CHANNEL: usize = 64;
+/// Most unacknowledged publishes on the wire (the broker's receive maximum may lower it). rumqttc
+/// allocates a slot per possible packet id up front, so the default (65535) costs megabytes.
+const MAX_IN_FLIGHT: u16 = 100;
+
+/// `[uplink.mqtt]`, as the daemon hands it over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttConfig {
+    /// `mqtt://host:port` or `mqtts://host:port` (TLS); the port defaults to 1883 and 8883.
+    pub url: String,
+    /// Topics are `<topic_prefix>/<device_id>/events` and `…/status`.
+    pub topic_prefix: String,
+    /// Empty: the device id.
+    pub client_id: String,
+    pub device_id: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// PEM CA certificate(s) that sign the broker's certificate; required with `mqtts`, which
+    /// trusts nothing else (no system roots on the box).
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and its key, for brokers that authenticate clients by certificate.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// At least 5 s (rumqttc's floor).
+    pub keep_alive: Duration,
+}
+
+impl MqttConfig {
+    /// A configuration with the defaults: prefix `appliance`, client id = device id, no
+    /// credentials, no TLS files, keep-alive 30 s.
+    pub fn new(url: impl Into<String>, device_id: impl Into<String>) -> MqttConfig {
+        MqttConfig {
+            url: url.into(),
+            topic_prefix: DEFAULT_TOPIC_PREFIX.to_owned(),
+            client_id: String::new(),
+            device_id: device_id.into(),
+            username: None,
+            password: None,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            keep_alive: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A configuration [`MqttPublisher::new`] cannot use; the message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("MQTT uplink: {0}")]
+pub struct MqttConfigError(String);
+
+/// Where the broker is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Endpoint {
+    tls: bool,
+    host: String,
+    port: u16,
+}
+
+impl Endpoint {
+    fn parse(url: &str) -> Result<Endpoint, MqttConfigError> {
+        let bad = || {
+            MqttConfigError(format!(
+                "url `{url}` is not mqtt://host:port or mqtts://host:port"
+            ))
+        };
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("mqtts://") {
+            (true, rest)
+        } else if let Some(rest) = url.strip_prefix("mqtt://") {
+            (false, rest)
+        } else {
+            return Err(bad());
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) => (host, port.parse().map_err(|_| bad())?),
+            None => (rest, if tls { 8883 } else { 1883 }),
+        };
+        if host.is_empty() || port == 0 || host.contains(['/', '?', '#', '@']) {
+            return Err(bad());
+        }
+        Ok(Endpoint {
+            tls,
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        write!(f, "{scheme}://{}:{}", self.host, self.port)
+    }
+}
+
+/// The TLS files, read at each connection attempt so that a fixed or renewed file is picked up
+/// without a restart, and a missing one shows in the status like any connection failure.
+#[derive(Debug, Clone)]
+struct TlsFiles {
+    ca: PathBuf,
+    client: Option<(PathBuf, PathBuf)>,
+}
+
+impl TlsFiles {
+    fn client_config(&self) -> Result<ClientConfig, String> {
+        let mut roots = RootCertStore::empty();
+        let (added, _) = roots.add_parsable_certificates(read_certs(&self.ca)?);
+        if added == 0 {
+            return Err(format!(
+                "CA file {} holds no usable certificate",
+                self.ca.display()
+            ));
+        }
+        // The provider is named here rather than installed process-wide: nothing else in the
+        // daemon has to agree on it.
+        let builder =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(roots);
+        match &self.client {
+            None => Ok(builder.with_no_client_auth()),
+            Some((cert, key)) => {
+                let chain = read_certs(cert)?;
+                if chain.is_empty() {
+                    return Err(format!(
+                        "client certificate file {} holds no certificate",
+                        cert.display()
+                    ));
+                }
+                let key = PrivateKeyDer::from_pem_file(key)
+                    .map_err(|e| format!("client key file {}: {e}", key.display()))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| format!("client certificate {}: {e}", cert.display()))
+            }
+        }
+    }
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("certificate file {}: {e}", path.display()))
+}
+
+/// An MQTT segment that must not be empty nor hold wildcards or separators of its own.
+fn check_topic_part(field: &str, value: &str, may_hold_slash: bool) -> Result<(), MqttConfigError> {
+    let forbidden = |c: char| c == '+' || c == '#' || c == '\0' || (!may_hold_slash && c == '/');
+    if value.is_empty()
+        || value.starts_with('/')
+        || value.ends_with('/')
+        || value.contains(forbidden)
+    {
+        return Err(MqttConfigError(format!(
+            "{field} `{value}` must be a non-empty MQTT topic level without wildcards{}",
+            if may_hold_slash { "" } else { " or `/`" }
+        )));
+    }
+    Ok(())
+}
+
+/// The MQTT upstream of a [`crate::sender::Sender`]: events at QoS 1 on
+/// `<prefix>/<device id>/events`, presence retained on `…/status`.
+pub struct MqttPublisher {
+    /// Everything but the TLS transport, which is rebuilt per connection from the files.
+    options: MqttOptions,
+    endpoint: Endpoint,
+    tls: Option<TlsFiles>,
+    device_id: String,
+    events_topic: String,
+    status_topic: String,
+    connection: Option<Connection>,
+}
+
+impl MqttPublisher {
+    /// Checks the configuration; connects on the first [`Publisher::publish`].
+    pub fn new(config: MqttConfig) -> Result<MqttPublisher, MqttConfigError> {
+        let endpoint = Endpoint::parse(&config.url)?;
+        check_topic_part("topic_prefix", &config.topic_prefix, true)?;
+        check_topic_part("device_id", &config.device_id, false)?;
+        if !(5..=u64::from(u16::MAX)).contains(&config.keep_alive.as_secs()) {
+            return Err(MqttConfigError(format!(
+                "keep_alive {:?} must be between 5 s and 65535 s",
+                config.keep_alive
+            )));
+        }
+        let tls = match (
+            endpoint.tls,
+            config.ca_file,
+            config.client_cert,
+            config.client_key,
+        ) {
+            (false, None, None, None) => None,
+            (false, ..) => {
+                return Err(MqttConfigError(format!(
+                    "ca_file, client_cert and client_key need an mqtts:// url, not `{}`",
+                    config.url
+                )));
+            }
+            (true, None, ..) => {
+                return Err(MqttConfigError(
+                    "mqtts needs ca_file: the box trusts no system roots".to_owned(),
+                ));
+            }
+            (true, Some(ca), None, None) => Some(TlsFiles { ca, client: None }),
+            (true, Some(ca), Some(cert), Some(key)) => Some(TlsFiles {
+                ca,
+                client: Some((cert, key)),
+            }),
+            (true, Some(_), ..) => {
+                return Err(MqttConfigError(
+                    "client_cert and client_key go together".to_owned(),
+                ));
+            }
+        };
+        let client_id = if config.client_id.is_empty() {
+            config.device_id.clone()
+        } else {
+            config.client_id
+        };
+        let events_topic = format!("{}/{}/events", config.topic_prefix, config.device_id);
+        let status_topic = format!("{}/{}/status", config.topic_prefix, config.device_id);
+
+        let mut options = MqttOptions::new(client_id, endpoint.host.clone(), endpoint.port);
+        options
+            .set_keep_alive(config.keep_alive)
+            // The outbox, not a broker session, holds what is undelivered.
+            .set_clean_start(true)
+            .set_connection_timeout(CONNECT_TIMEOUT_S)
+            .set_outgoing_inflight_upper_limit(MAX_IN_FLIGHT)
+            .set_last_will(LastWill::new(
+                &status_topic,
+                StatusMessage::offline(&config.device_id).to_json(),
+                QoS::AtLeastOnce,
+                true,
+                None,
+            ));
+        match (config.username, config.password) {
+            (Some(user), password) => {
+                options.set_credentials(user, password.unwrap_or_default());
+            }
+            (None, Some(_)) => {
+                return Err(MqttConfigError("password needs a username".to_owned()));
+            }
+            (None, None) => {}
+        }
+        Ok(MqttPublisher {
+            options,
+            endpoint,
+            tls,
+            device_id: config.device_id,
+            events_topic,
+            status_topic,
+            connection: None,
+        })
+    }
+
+    /// `<prefix>/<device id>/events`.
+    pub fn events_topic(&self) -> &str {
+        &self.events_topic
+    }
+
+    /// `<prefix>/<device id>/status`.
+    pub fn status_topic(&self) -> &str {
+        &self.status_topic
+    }
+
+    /// A new connection: CONNACK, then the retained `online` acknowledged. Waiting for that
+    /// PUBACK too means a broker that refuses our topics fails here, before any event goes.
+    async fn connect(&self) -> Result<Connection, PublishError> {
+        let mut options = self.options.clone();
+        if let Some(files) = &self.tls {
+            let config = files.client_config().map_err(|e| {
+                PublishError::Connection(format!("TLS setup for {}: {e}", self.endpoint))
+            })?;
+            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                Arc::new(config),
+            )));
+        }
+        let mut connection = Connection::open(options, self.endpoint.to_string()).await?;
+        let online = StatusMessage::online(&self.device_id, Timestamp::now()).to_json();
+        let status = connection.enqueue(&self.status_topic, true, online).await?;
+        if let Some((_, reason)) = connection.acked(status + 1).await?.first() {
+            return Err(PublishError::Rejected(format!(
+                "{} refused the status message on {}: {reason}",
+                self.endpoint, self.status_topic
+            )));
+        }
+        tracing::info!(broker = %self.endpoint, topic = %self.events_topic, "MQTT uplink connected");
+        Ok(connection)
+    }
+
+    async fn send(&mut self, batch: &[Outgoing]) -> Result<(), PublishError> {
+        if self.connection.as_ref().is_none_or(Connection::failed) {
+            // Gone before a new one opens: two live clients with one id would kick each other.
+            self.connection = None;
+            self.connection = Some(self.connect().await?);
+        }
+        let connection = self.connection.as_mut().expect("connected just above");
+        let Some(first) = batch.first() else {
+            return Ok(());
+        };
+        let mut ordinals = connection.enqueued..connection.enqueued;
+        for message in batch {
+            let payload = message.payload.clone();
+            ordinals.end = connection
+                .enqueue(&self.events_topic, false, payload)
+                .await?
+                + 1;
+        }
+        let refused = connection.acked(ordinals.end).await?;
+        let refused: Vec<_> = refused
+            .iter()
+            .filter(|(ordinal, _)| ordinals.contains(ordinal))
+            .collect();
+        match refused.first() {
+            None => Ok(()),
+            Some((ordinal, reason)) => {
+                let seq = batch[(ordinal - ordinals.start) as usize].seq;
+                Err(PublishError::Rejected(format!(
+                    "{} refused {} of {} events on {} (seq {seq}: {reason}; batch from seq {})",
+                    self.endpoint,
+                    refused.len(),
+                    batch.len(),
+                    self.events_topic,
+                    first.seq
+                )))
+            }
+        }
+    }
+}
+
+impl Publisher for MqttPublisher {
+    async fn publish(&mut self, batch: &[Outgoing]) -> Result<(), PublishError> {
+        let result = self.send(batch).await;
+        if result.is_err() {
+            // Whatever rumqttc still holds of the batch goes with the connection: the sender
+            // sends the batch again, from the outbox, on a new one. Dropping it closes the
+            // socket without DISCONNECT, so the broker publishes our last will (`offline`).
+            self.connection = None;
+        }
+        result
+    }
+
+    fn name(&self) -> &'static str {
+        "mqtt"
+    }
+}
+
+/// What the event loop's driver reports about one connection.
+#[derive(Debug, Default)]
+struct LinkState {
+    /// CONNACK received.
+    connected: bool,
+    /// PUBACKs received, refused ones included.
+    acked: u64,
+    /// (ordinal, reason) of each publish the broker refused.
+    refused: Vec<(u64, String)>,
+    /// Why the connection ended; the driver has stopped.
+    failed: Option<String>,
+}
+
+/// One broker connection: a fresh rumqttc client and event loop, polled by a driver task.
+struct Connection {
+    client: AsyncClient,
+    state: watch::Receiver<LinkState>,
+    driver: JoinHandle<()>,
+    /// Publishes put in the request channel so far; the next one's ordinal.
+    enqueued: u64,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // The event loop owns the socket: stopping its driver closes the connection.
+        self.driver.abort();
+    }
+}
+
+impl Connection {
+    async fn open(options: MqttOptions, endpoint: String) -> Result<Connection, PublishError> {
+        let (client, event_loop) = AsyncClient::new(options, REQUEST_CHANNEL);
+        let (report, state) = watch::channel(LinkState::default());
+        let driver = tokio::spawn(drive(event_loop, report, endpoint));
+        let mut connection = Connection {
+            client,
+            state,
+            driver,
+            enqueued: 0,
+        };
+        // The connect attempt is bounded by the event loop's own connection timeout.
+        let outcome = connection
+            .state
+            .wait_for(|s| s.connected || s.failed.is_some())
+            .await
+            .map(|s| s.failed.clone());
+        match outcome {
+            Ok(None) => Ok(connection),
+            Ok(Some(why)) => Err(PublishError::Connection(why)),
+            Err(_) => Err(connection.lost()),
+        }
+    }
+
+    fn failed(&self) -> bool {
+        self.state.borrow().failed.is_some()
+    }
+
+    /// The error for a connection whose driver has stopped.
+    fn lost(&self) -> PublishError {
+        PublishError::Connection(
+            self.state
+                .borrow()
+                .failed
+                .clone()
+                .unwrap_or_else(|| "the MQTT event loop stopped".to_owned()),
+        )
+    }
+
+    /// Queues one QoS 1 publish; returns its ordinal on this connection.
+    async fn enqueue(
+        &mut self,
+        topic: &str,
+        retain: bool,
+        payload: Vec<u8>,
+    ) -> Result<u64, PublishError> {
+        let properties = PublishProperties {
+            payload_format_indicator: Some(1),
+            content_type: Some("application/json".to_owned()),
+            ..PublishProperties::default()
+        };
+        self.client
+            .publish_with_properties(topic, QoS::AtLeastOnce, retain, payload, properties)
+            .await
+            .map_err(|_| self.lost())?;
+        self.enqueued += 1;
+        Ok(self.enqueued - 1)
+    }
+
+    /// Waits until `count` publishes of this connection are acknowledged; returns the refusals
+    /// so far.
+    async fn acked(&mut self, count: u64) -> Result<Vec<(u64, String)>, PublishError> {
+        let wait = self
+            .state
+            .wait_for(|s| s.acked >= count || s.failed.is_some());
+        let outcome = match tokio::time::timeout(ACK_TIMEOUT, wait).await {
+            Err(_) => return Err(PublishError::Timeout(ACK_TIMEOUT)),
+            Ok(outcome) => outcome.map(|s| {
+                if s.acked >= count {
+                    Ok(s.refused.clone())
+                } else {
+                    Err(s.failed.clone())
+                }
+            }),
+        };
+        match outcome {
+            Ok(Ok(refused)) => Ok(refused),
+            Ok(Err(Some(why))) => Err(PublishError::Connection(why)),
+            Ok(Err(None)) | Err(_) => Err(self.lost()),
+        }
+    }
+}
+
+/// Polls the event loop until the connection fails, reporting CONNACK, PUBACKs and the failure.
+/// It never polls after an error: that would reconnect at once, and reconnects are the sender's
+/// to pace.
+async fn drive(mut event_loop: EventLoop, report: watch::Sender<LinkState>, endpoint: String) {
+    // pkid → ordinal of the publish in flight under it.
+    let mut in_flight: HashMap<u16, u64> = HashMap::new();
+    let mut sent = 0u64;
+    loop {
+        match event_loop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => report.send_modify(|s| s.connected = true),
+            Ok(Event::Outgoing(MqttOutgoing::Publish(pkid))) => {
+                in_flight.insert(pkid, sent);
+                sent += 1;
+            }
+            Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                let ordinal = in_flight.remove(&ack.pkid);
+                // "No matching subscribers" is still accepted: the broker has the message.
+                let refused = !matches!(
+                    ack.reason,
+                    PubAckReason::Success | PubAckReason::NoMatchingSubscribers
+                );
+                report.send_modify(|s| {
+                    s.acked += 1;
+                    if let (true, Some(ordinal)) = (refused, ordinal) {
+                        let reason = match ack.properties.and_then(|p| p.reason_string) {
+                            Some(text) => format!("{:?} ({text})", ack.reason),
+                            None => format!("{:?}", ack.reason),
+                        };
+                        s.refused.push((ordinal, reason));
+                    }
+                });
+            }
+            Ok(_) => {}
+            Err(error) => {
+                let why = describe(&error, &endpoint);
+                tracing::debug!(%error, "MQTT event loop stopped");
+                report.send_modify(|s| s.failed = Some(why));
+                return;
+            }
+        }
+    }
+}
+
+/// A connection failure in words for the status: which broker, and refused / credentials /
+/// TLS / lost.
+fn describe(error: &ConnectionError, endpoint: &str) -> String {
+    match error {
+        ConnectionError::ConnectionRefused(code)
+        | ConnectionError::MqttState(StateError::ConnFail { reason: code }) => {
+            format!(
+                "{endpoint} refused the connection: {}",
+                connack_reason(*code)
+            )
+        }
+        ConnectionError::Tls(e) => format!("TLS handshake with {endpoint} failed: {e}"),
+        ConnectionError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!("{endpoint}: connection refused (is the broker running?)")
+        }
+        ConnectionError::Io(e) => format!("{endpoint}: {e}"),
+        ConnectionError::Timeout(_) => {
+            format!("{endpoint}: no CONNACK within {CONNECT_TIMEOUT_S} s")
+        }
+        ConnectionError::MqttState(StateError::ServerDisconnect {
+            reason_code,
+            reason_string,
+        }) => format!(
+            "{endpoint} disconnected us: {reason_code:?}{}",
+            reason_string
+                .as_deref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default()
+        ),
+        ConnectionError::MqttState(StateError::Io(e)) => {
+            format!("connection to {endpoint} lost: {e}")
+        }
+        ConnectionError::MqttState(StateError::ConnectionAborted) => {
+            format!("connection to {endpoint} lost: closed by the broker")
+        }
+        other => format!("{endpoint}: {other}"),
+    }
+}
+
+fn connack_reason(code: ConnectReturnCode) -> String {
+    match code {
+        ConnectReturnCode::BadUserNamePassword => "bad user name or password".to_owned(),
+        // What mosquitto answers to a wrong password too: it does not say which part is wrong.
+        ConnectReturnCode::NotAuthorized => {
+            "not authorized (check the user name, password or client certificate)".to_owned()
+        }
+        ConnectReturnCode::ClientIdentifierNotValid | ConnectReturnCode::BadClientId => {
+            "client id not accepted".to_owned()
+        }
+        ConnectReturnCode::Banned => "banned".to_owned(),
+        ConnectReturnCode::ServerUnavailable
+        | ConnectReturnCode::ServiceUnavailable
+        | ConnectReturnCode::ServerBusy => "broker unavailable".to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let parse = |url: &str| Endpoint::parse(url).map(|e| e.to_string());
+        assert_eq!(parse("mqtt://broker:1884").unwrap(), "mqtt://broker:1884");
+        assert_eq!(
+            parse("mqtts://10.0.0.1:8884/").unwrap(),
+            "mqtts://10.0.0.1:8884"
+        );
+        assert_eq!(parse("mqtt://broker").unwrap(), "mqtt://broker:1883");
+        assert_eq!(parse("mqtts://broker").unwrap(), "mqtts://broker:8883");
+        for bad in [
+            "tcp://broker:1883",
+            "mqtt://:1883",
+            "mqtt://broker:0",
+            "mqtt://broker:99999",
+            "mqtt://user@broker:1883",
+            "mqtt://broker:1883/path",
+            "broker:1883",
+        ] {
+            assert!(parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn topics_from_prefix_and_device_id() {
+        let mut config = MqttConfig::new("mqtt://127.0.0.1:1883", "box-1");
+        config.topic_prefix = "acme/site-7".into();
+        let publisher = MqttPublisher::new(config).unwrap();
+        assert_eq!(publisher.events_topic(), "acme/site-7/box-1/events");
+        assert_eq!(publisher.status_topic(), "acme/site-7/box-1/status");
+        assert_eq!(publisher.name(), "mqtt");
+    }
+
+    #[test]
+    fn configurations_that_cannot_work_are_refused_up_front() {
+        let base = || MqttConfig::new("mqtts://broker:8883", "box-1");
+        let refused = |config: MqttConfig| MqttPublisher::new(config).err().map(|e| e.to_string());
+        assert!(refused(base()).unwrap().contains("ca_file"));
+        let mut c = base();
+        c.ca_file = Some("/ca.pem".into());
+        assert_eq!(refused(c.clone()), None);
+        c.client_cert = Some("/cert.pem".into());
+        assert!(refused(c.clone()).unwrap().contains("go together"));
+        c.client_key = Some("/key.pem".into());
+        assert_eq!(refused(c), None);
+
+        let mut c = MqttConfig::new("mqtt://broker:1883", "box-1");
+        c.ca_file = Some("/ca.pem".into());
+        assert!(refused(c).unwrap().contains("mqtts://"));
+        for (prefix, device) in [
+            ("", "box"),
+            ("a/+", "box"),
+            ("/a", "box"),
+            ("a", "b/c"),
+            ("a", "#"),
+        ] {
+            let mut c = MqttConfig::new("mqtt://broker", device);
+            c.topic_prefix = prefix.into();
+            assert!(refused(c).is_some(), "{prefix:?} {device:?} accepted");
+        }
+        let mut c = MqttConfig::new("mqtt://broker", "box");
+        c.keep_alive = Duration::from_secs(1);
+        assert!(refused(c).unwrap().contains("keep_alive"));
+        let mut c = MqttConfig::new("mqtt://broker", "box");
+        c.password = Some("secret".into());
+        assert!(refused(c).unwrap().contains("username"));
+    }
+
+    #[test]
+    fn tls_file_problems_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = TlsFiles {
+            ca: dir.path().join("missing.pem"),
+            client: None,
+        };
+        let error = missing.client_config().unwrap_err();
+        assert!(error.contains("missing.pem"), "{error}");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let error = TlsFiles {
+            ca: empty,
+            client: None,
+        }
+        .client_config()
+        .unwrap_err();
+        assert!(error.contains("no usable certificate"), "{error}");
+    }
+}

@@ -1,0 +1,198 @@
+//! The Kafka upstream against a real Kafka-protocol broker: tansu with in-memory storage, one per
+//! test on a free loopback port. What it stored is read back with an rdkafka consumer.
+
+#[path = "support/tansu.rs"]
+mod tansu;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use appliance_uplink::kafka::{KafkaConfig, KafkaPublisher, KafkaSecurity};
+use appliance_uplink::{Outgoing, PublishError, Publisher};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use tansu::Tansu;
+
+const TOPIC: &str = "appliance.events";
+
+fn config(brokers: String, message_timeout: Duration) -> KafkaConfig {
+    KafkaConfig {
+        brokers,
+        topic: TOPIC.into(),
+        client_id: "uplink-test".into(),
+        security: KafkaSecurity::Plaintext,
+        message_timeout,
+    }
+}
+
+/// `count` events from three cameras, interleaved, sequence numbers from `first`.
+fn events(first: u64, count: u64) -> Vec<Outgoing> {
+    (first..first + count)
+        .map(|seq| Outgoing {
+            seq,
+            key: format!("cam-{}", seq % 3),
+            payload: format!(r#"{{"v":1,"id":"{seq:016x}","type":"person"}}"#).into_bytes(),
+        })
+        .collect()
+}
+
+/// Per camera, the payloads in the order the topic holds them.
+fn by_camera(events: &[Outgoing]) -> BTreeMap<String, Vec<Vec<u8>>> {
+    let mut cameras = BTreeMap::<String, Vec<Vec<u8>>>::new();
+    for event in events {
+        cameras
+            .entry(event.key.clone())
+            .or_default()
+            .push(event.payload.clone());
+    }
+    cameras
+}
+
+/// Reads `count` messages of the topic from the beginning of every partition.
+fn consume(brokers: &str, count: usize) -> Vec<Outgoing> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "uplink-test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(TOPIC), Duration::from_secs(5))
+        .expect("topic metadata");
+    let mut partitions = TopicPartitionList::new();
+    for partition in metadata.topics()[0].partitions() {
+        partitions
+            .add_partition_offset(TOPIC, partition.id(), Offset::Beginning)
+            .expect("partition");
+    }
+    // Assigned, not subscribed: no consumer-group rebalance to wait for.
+    consumer.assign(&partitions).expect("assign");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut read = Vec::new();
+    while read.len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {count} messages arrived",
+            read.len()
+        );
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message.expect("consume");
+            read.push(Outgoing {
+                seq: 0,
+                key: String::from_utf8(message.key().expect("key").to_vec()).expect("UTF-8 key"),
+                payload: message.payload().expect("payload").to_vec(),
+            });
+        }
+    }
+    read
+}
+
+#[tokio::test]
+async fn a_batch_arrives_in_order_per_camera_with_its_payloads() {
+    let tansu = Tansu::start();
+    let mut publisher =
+        KafkaPublisher::new(config(tansu.brokers(), Duration::from_secs(10))).expect("publisher");
+    assert_eq!(publisher.name(), "kafka");
+
+    let sent = events(1, 60);
+    publisher.publish(&sent[..45]).await.expect("first batch");
+    publisher.publish(&sent[45..]).await.expect("second batch");
+
+    let read = consume(&tansu.brokers(), sent.len());
+    assert_eq!(by_camera(&read), by_camera(&sent));
+}
+
+#[tokio::test]
+async fn the_topic_is_created_when_the_broker_lacks_it() {
+    let tansu = Tansu::start();
+    // tansu, like many managed clusters, does not create topics on first use.
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", tansu.brokers())
+        .create()
+        .expect("probe client");
+    let before = probe
+        .fetch_metadata(Some(TOPIC), Duration::from_secs(5))
+        .expect("metadata");
+    assert!(
+        before.topics().iter().all(|t| t.partitions().is_empty()),
+        "tansu has no topic {TOPIC} yet"
+    );
+
+    let mut publisher =
+        KafkaPublisher::new(config(tansu.brokers(), Duration::from_secs(10))).expect("publisher");
+    // The sender's idle connection check: an empty batch.
+    publisher.publish(&[]).await.expect("connect");
+
+    let after = probe
+        .fetch_metadata(Some(TOPIC), Duration::from_secs(5))
+        .expect("metadata");
+    let topic = &after.topics()[0];
+    assert_eq!(topic.error(), None);
+    assert!(!topic.partitions().is_empty(), "{TOPIC} has partitions");
+}
+
+#[tokio::test]
+async fn a_broker_that_is_down_fails_the_batch_in_time_and_says_why() {
+    let timeout = Duration::from_secs(3);
+    let mut tansu = Tansu::start();
+    let mut publisher = KafkaPublisher::new(config(tansu.brokers(), timeout)).expect("publisher");
+    publisher.publish(&events(1, 3)).await.expect("broker up");
+
+    tansu.stop();
+    let started = Instant::now();
+    let error = publisher
+        .publish(&events(4, 3))
+        .await
+        .expect_err("the broker is down");
+    let took = started.elapsed();
+    assert!(
+        took < timeout + Duration::from_secs(3),
+        "failed after {took:?}, timeout {timeout:?}"
+    );
+    match &error {
+        PublishError::Connection(cause) => {
+            assert!(cause.contains("Connection refused"), "{error}")
+        }
+        other => panic!("expected a connection error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn no_broker_at_all_fails_the_connection_check_in_time() {
+    // Nothing listens on a port just taken and released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let timeout = Duration::from_secs(3);
+    let mut publisher =
+        KafkaPublisher::new(config(format!("127.0.0.1:{port}"), timeout)).expect("publisher");
+    let started = Instant::now();
+    let error = publisher.publish(&[]).await.expect_err("no broker");
+    assert!(started.elapsed() < timeout + Duration::from_secs(3));
+    assert!(
+        matches!(&error, PublishError::Connection(cause) if cause.contains("Connection refused")),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn after_the_broker_restarts_the_next_batch_goes_through() {
+    let timeout = Duration::from_secs(3);
+    let mut tansu = Tansu::start();
+    let mut publisher = KafkaPublisher::new(config(tansu.brokers(), timeout)).expect("publisher");
+    publisher.publish(&events(1, 3)).await.expect("broker up");
+
+    tansu.stop();
+    publisher
+        .publish(&events(4, 3))
+        .await
+        .expect_err("the broker is down");
+
+    // Same port, empty storage: the topic is gone too and must be created again.
+    tansu.restart();
+    let again = events(4, 6);
+    publisher.publish(&again).await.expect("the broker is back");
+    let read = consume(&tansu.brokers(), again.len());
+    assert_eq!(by_camera(&read), by_camera(&again));
+}
