@@ -248,7 +248,7 @@ impl Mosquitto {
     pub fn start(dir: &Path, port: u16, user: Option<(&str, &str)>) -> Mosquitto {
         std::fs::create_dir_all(dir).expect("broker dir");
         let mut conf = format!(
-            "listener {port} 127.0.0.1\npersistence true\npersistence_location {}/\nlog_dest file {}/mosquitto.log\n",
+            "listener {port} 127.0.0.1\nuser root\npersistence true\npersistence_location {}/\nlog_dest file {}/mosquitto.log\n",
             dir.display(),
             dir.display()
         );

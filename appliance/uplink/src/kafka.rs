@@ -8,7 +8,8 @@
 //! event twice, always with the same event id.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -101,8 +102,8 @@ impl fmt::Debug for KafkaSecurity {
     }
 }
 
-/// A [`KafkaConfig`] librdkafka refuses: a client certificate without its key, a TLS file it
-/// cannot read, a timeout out of its range.
+/// A [`KafkaConfig`] that cannot work: a client certificate without its key, a TLS file that
+/// cannot be read, a zero message timeout, a setting librdkafka refuses.
 #[derive(Debug, thiserror::Error)]
 #[error("kafka configuration: {0}")]
 pub struct KafkaConfigError(String);
@@ -135,9 +136,16 @@ const REPORT_GRACE: Duration = Duration::from_secs(2);
 const CAUSE_WAIT: Duration = Duration::from_millis(300);
 
 impl KafkaPublisher {
-    /// Builds the producer. No network traffic yet: librdkafka connects in the background,
-    /// and the first `publish` (an empty batch too) checks that the topic exists.
+    /// Builds the producer, which connects in the background; the first `publish` (an empty
+    /// batch too) checks that the topic exists. Fails only on settings librdkafka refuses.
     pub fn new(config: KafkaConfig) -> Result<Self, KafkaConfigError> {
+        // librdkafka reads a message timeout of 0 as "never".
+        if config.message_timeout < Duration::from_millis(1) {
+            return Err(KafkaConfigError(format!(
+                "message timeout {:?}: at least 1 ms",
+                config.message_timeout
+            )));
+        }
         let base_config = base_config(&config)?;
         let producer_config = producer_config(&base_config, config.message_timeout);
         let context = UplinkContext::default();
@@ -386,13 +394,13 @@ fn base_config(config: &KafkaConfig) -> Result<ClientConfig, KafkaConfigError> {
     client.set("security.protocol", protocol);
     if let Some(tls) = tls {
         if let Some(ca) = &tls.ca_file {
-            client.set("ssl.ca.location", path_str(ca)?);
+            client.set("ssl.ca.location", tls_file("CA file", ca)?);
         }
         match (&tls.cert_file, &tls.key_file) {
             (Some(cert), Some(key)) => {
                 client
-                    .set("ssl.certificate.location", path_str(cert)?)
-                    .set("ssl.key.location", path_str(key)?);
+                    .set("ssl.certificate.location", tls_file("certificate", cert)?)
+                    .set("ssl.key.location", tls_file("key file", key)?);
             }
             (None, None) => {}
             _ => {
@@ -406,7 +414,9 @@ fn base_config(config: &KafkaConfig) -> Result<ClientConfig, KafkaConfigError> {
 }
 
 fn producer_config(base: &ClientConfig, message_timeout: Duration) -> ClientConfig {
-    let timeout_ms = message_timeout.as_millis().to_string();
+    let timeout_ms = message_timeout.as_millis().min(i32::MAX as u128);
+    // librdkafka's ceiling for a request's timeout: 900 s.
+    let request_timeout_ms = timeout_ms.min(900_000);
     let mut client = base.clone();
     client
         // Broker-side deduplication by producer id and sequence number: librdkafka's internal
@@ -419,19 +429,23 @@ fn producer_config(base: &ClientConfig, message_timeout: Duration) -> ClientConf
         // requires at most 5.
         .set("max.in.flight.requests.per.connection", "5")
         // Also bounds the queueing time, so a broker that is down fails the batch in time.
-        .set("message.timeout.ms", &timeout_ms)
+        .set("message.timeout.ms", timeout_ms.to_string())
         // With idempotence a request in flight is never abandoned before its own timeout:
         // keep that within the message timeout too.
-        .set("request.timeout.ms", &timeout_ms)
+        .set("request.timeout.ms", request_timeout_ms.to_string())
         // The Java client's partitioner: a camera's events land on the partition any other
         // Kafka client would choose for the same key.
         .set("partitioner", "murmur2_random");
     client
 }
 
-fn path_str(path: &std::path::Path) -> Result<&str, KafkaConfigError> {
+/// A TLS file's path for librdkafka, opened first: librdkafka's own error for a file it
+/// cannot read ("ssl.ca.location failed: x509 certificate routines::system lib") names neither
+/// the file nor the reason.
+fn tls_file<'a>(what: &str, path: &'a Path) -> Result<&'a str, KafkaConfigError> {
+    File::open(path).map_err(|e| KafkaConfigError(format!("{what} {}: {e}", path.display())))?;
     path.to_str()
-        .ok_or_else(|| KafkaConfigError(format!("path is not UTF-8: {}", path.display())))
+        .ok_or_else(|| KafkaConfigError(format!("{what} {} is not UTF-8", path.display())))
 }
 
 /// librdkafka's callbacks: its log lines and its errors outside any single message.
@@ -460,7 +474,10 @@ impl UplinkContext {
     }
 
     fn clear_error(&self) {
-        *self.last_error.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
     }
 }
 
@@ -482,5 +499,83 @@ impl ClientContext for UplinkContext {
         if last.is_none() || error.rdkafka_error_code() != Some(RDKafkaErrorCode::AllBrokersDown) {
             *last = Some(reason.to_owned());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(security: KafkaSecurity) -> KafkaConfig {
+        KafkaConfig {
+            brokers: "127.0.0.1:9".into(),
+            topic: "events".into(),
+            client_id: "box-1".into(),
+            security,
+            message_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn refusal(security: KafkaSecurity) -> String {
+        match KafkaPublisher::new(config(security)) {
+            Ok(_) => panic!("accepted"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key() {
+        let error = refusal(KafkaSecurity::Ssl(KafkaTls {
+            cert_file: Some("/etc/appliance/client.pem".into()),
+            ..KafkaTls::default()
+        }));
+        assert!(error.contains("needs its key"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_refused_up_front_and_named() {
+        let error = refusal(KafkaSecurity::Ssl(KafkaTls {
+            ca_file: Some("/nonexistent/kafka-ca.pem".into()),
+            ..KafkaTls::default()
+        }));
+        assert!(error.contains("/nonexistent/kafka-ca.pem"), "{error}");
+    }
+
+    #[test]
+    fn every_security_setting_is_one_librdkafka_accepts() {
+        let tls = KafkaTls::default();
+        for security in [
+            KafkaSecurity::Plaintext,
+            KafkaSecurity::Ssl(tls.clone()),
+            KafkaSecurity::Sasl {
+                mechanism: SaslMechanism::Plain,
+                username: "box-1".into(),
+                password: "secret".into(),
+                tls: None,
+            },
+            KafkaSecurity::Sasl {
+                mechanism: SaslMechanism::ScramSha512,
+                username: "box-1".into(),
+                password: "secret".into(),
+                tls: Some(tls.clone()),
+            },
+        ] {
+            KafkaPublisher::new(config(security)).expect("librdkafka takes it");
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        let security = KafkaSecurity::Sasl {
+            mechanism: SaslMechanism::ScramSha256,
+            username: "box-1".into(),
+            password: "hunter2".into(),
+            tls: None,
+        };
+        let shown = format!("{:?}", config(security));
+        assert!(
+            shown.contains("box-1") && !shown.contains("hunter2"),
+            "{shown}"
+        );
     }
 }

@@ -7,7 +7,7 @@ mod tansu;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use appliance_uplink::kafka::{KafkaConfig, KafkaPublisher, KafkaSecurity};
+use appliance_uplink::kafka::{KafkaConfig, KafkaPublisher, KafkaSecurity, SaslMechanism};
 use appliance_uplink::{Outgoing, PublishError, Publisher};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -195,4 +195,28 @@ async fn after_the_broker_restarts_the_next_batch_goes_through() {
     publisher.publish(&again).await.expect("the broker is back");
     let read = consume(&tansu.brokers(), again.len());
     assert_eq!(by_camera(&read), by_camera(&again));
+}
+
+#[tokio::test]
+async fn refused_credentials_fail_in_time_and_say_so() {
+    let tansu = Tansu::start_authenticating();
+    let timeout = Duration::from_secs(3);
+    let mut config = config(tansu.brokers(), timeout);
+    config.security = KafkaSecurity::Sasl {
+        mechanism: SaslMechanism::ScramSha256,
+        username: "box-1".into(),
+        password: "wrong".into(),
+        tls: None,
+    };
+    let mut publisher = KafkaPublisher::new(config).expect("publisher");
+    let started = Instant::now();
+    let error = publisher
+        .publish(&events(1, 3))
+        .await
+        .expect_err("no such user");
+    assert!(started.elapsed() < timeout + Duration::from_secs(3));
+    assert!(
+        matches!(&error, PublishError::Connection(cause) if cause.contains("SASL authentication error")),
+        "{error:?}"
+    );
 }

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 pub struct Tansu {
     port: u16,
+    /// Require SASL: tansu then knows no user (users are created through an authenticated
+    /// connection), so every login fails, which is what the credential tests need.
+    authenticate: bool,
     child: Option<Child>,
     log: tempfile::NamedTempFile,
 }
@@ -15,12 +18,22 @@ pub struct Tansu {
 impl Tansu {
     /// On a free port.
     pub fn start() -> Tansu {
+        Tansu::start_with(false)
+    }
+
+    /// On a free port, refusing every SASL login.
+    pub fn start_authenticating() -> Tansu {
+        Tansu::start_with(true)
+    }
+
+    fn start_with(authenticate: bool) -> Tansu {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free loopback port")
             .port();
         let mut tansu = Tansu {
             port,
+            authenticate,
             child: None,
             log: tempfile::NamedTempFile::new().expect("tansu log file"),
         };
@@ -53,7 +66,8 @@ impl Tansu {
             .append(true)
             .open(self.log.path())
             .expect("tansu log file");
-        let child = Command::new("tansu")
+        let mut command = Command::new("tansu");
+        command
             .args([
                 "broker",
                 "--listener-url",
@@ -61,7 +75,11 @@ impl Tansu {
                 "--advertised-listener-url",
                 &url,
             ])
-            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--storage-engine", "memory://tansu/"]);
+        if self.authenticate {
+            command.arg("--authentication");
+        }
+        let child = command
             .stdout(out.try_clone().expect("tansu log file"))
             .stderr(out)
             .spawn()
