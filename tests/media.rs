@@ -11,9 +11,9 @@
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use appliance_tests::{Daemon, DaemonOptions, binary};
+use appliance_tests::{Daemon, DaemonOptions, binary, wait_for};
 use serde_json::Value;
 
 const DEVICE: &str = "34020000001320000001";
@@ -69,17 +69,6 @@ fn daemon_with_camera(env: &[(&str, &str)], sim_args: &[&str]) -> (Daemon, Sim, 
     });
     assert!(online, "the camera did not register:\n{}", daemon.log());
     (daemon, sim, dir)
-}
-
-fn wait_for(within: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    done()
 }
 
 fn start(daemon: &Daemon, body: &str) -> Value {

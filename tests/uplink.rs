@@ -13,7 +13,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use appliance_tests::{Daemon, DaemonOptions, Mosquitto, MqttSubscriber, binary, free_tcp_port};
+use appliance_tests::{
+    Daemon, DaemonOptions, Mosquitto, MqttSubscriber, binary, free_tcp_port, wait_for,
+};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -54,17 +56,6 @@ fn camera(daemon: &Daemon, every: &str) -> Sim {
         .stderr(Stdio::null())
         .spawn()
         .unwrap())
-}
-
-fn wait_for(within: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    done()
 }
 
 /// Every event the daemon holds, by id.

@@ -226,6 +226,18 @@ fn parse_json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
+/// Polls `done` every 100 ms until it holds or `within` passed; returns whether it held.
+pub fn wait_for(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    done()
+}
+
 /// A free loopback TCP port (for peers that cannot take port 0, or must keep a port across a
 /// restart).
 pub fn free_tcp_port() -> u16 {
