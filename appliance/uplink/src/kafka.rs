@@ -11,7 +11,7 @@ use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
@@ -120,6 +120,8 @@ pub struct KafkaPublisher {
     message_timeout: Duration,
     /// The topic was seen in the cluster's metadata (or created): batches may go.
     topic_ready: bool,
+    /// When a broker last answered: a batch acknowledged or the topic's metadata.
+    last_contact: Option<Instant>,
     /// A batch was handed to the producer and not fully acknowledged (it failed, or the
     /// sender dropped the future): the next one starts on a new producer. See
     /// [`KafkaPublisher::replace_producer`].
@@ -130,6 +132,11 @@ pub struct KafkaPublisher {
 /// scans for timed-out messages about once a second. Only if a delivery report never comes
 /// does the guard answer [`PublishError::Timeout`].
 const REPORT_GRACE: Duration = Duration::from_secs(2);
+
+/// While idle, how often the connection check (an empty batch, which the sender hands over
+/// every second or so) really asks a broker: a metadata request per box per second would add
+/// up across a fleet, and librdkafka reconnects by itself when there is something to send.
+const IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How long a failure that librdkafka reports at once (no broker reachable) waits for the
 /// error callback that says why: it arrives on librdkafka's polling thread, a moment later.
@@ -159,6 +166,7 @@ impl KafkaPublisher {
             topic: config.topic,
             message_timeout: config.message_timeout,
             topic_ready: false,
+            last_contact: None,
             producer_spent: false,
         })
     }
@@ -221,6 +229,7 @@ impl KafkaPublisher {
             }
         }
         self.topic_ready = true;
+        self.last_contact = Some(Instant::now());
         self.context.clear_error();
         Ok(())
     }
@@ -299,13 +308,19 @@ impl KafkaPublisher {
         if self.producer_spent {
             self.replace_producer()?;
         }
-        // An empty batch is the sender's connection check: the metadata request is a round
-        // trip to a broker, and it is what creates a missing topic.
-        if batch.is_empty() || !self.topic_ready {
-            self.ensure_topic().await?;
-        }
         if batch.is_empty() {
+            // The sender's connection check: a metadata request is a round trip to a broker,
+            // and it is what creates a missing topic.
+            let recent = self
+                .last_contact
+                .is_some_and(|at| at.elapsed() < IDLE_CHECK_INTERVAL);
+            if !(self.topic_ready && recent) {
+                self.ensure_topic().await?;
+            }
             return Ok(());
+        }
+        if !self.topic_ready {
+            self.ensure_topic().await?;
         }
         self.producer_spent = true;
         let mut deliveries = Vec::with_capacity(batch.len());
@@ -335,6 +350,7 @@ impl KafkaPublisher {
             Err(_) => return Err(PublishError::Timeout(self.message_timeout + REPORT_GRACE)),
         }
         self.producer_spent = false;
+        self.last_contact = Some(Instant::now());
         self.context.clear_error();
         Ok(())
     }

@@ -36,20 +36,31 @@ fn events(first: u64, count: u64) -> Vec<Outgoing> {
         .collect()
 }
 
-/// Per camera, the payloads in the order the topic holds them.
-fn by_camera(events: &[Outgoing]) -> BTreeMap<String, Vec<Vec<u8>>> {
-    let mut cameras = BTreeMap::<String, Vec<Vec<u8>>>::new();
-    for event in events {
-        cameras
-            .entry(event.key.clone())
-            .or_default()
-            .push(event.payload.clone());
+/// Per camera (message key), its payloads in order.
+fn by_camera<'a>(
+    messages: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> BTreeMap<&'a str, Vec<&'a [u8]>> {
+    let mut cameras = BTreeMap::<_, Vec<_>>::new();
+    for (key, payload) in messages {
+        cameras.entry(key).or_default().push(payload);
     }
     cameras
 }
 
-/// Reads `count` messages of the topic from the beginning of every partition.
-fn consume(brokers: &str, count: usize) -> Vec<Outgoing> {
+fn sent(events: &[Outgoing]) -> BTreeMap<&str, Vec<&[u8]>> {
+    by_camera(
+        events
+            .iter()
+            .map(|e| (e.key.as_str(), e.payload.as_slice())),
+    )
+}
+
+fn read(messages: &[(String, Vec<u8>)]) -> BTreeMap<&str, Vec<&[u8]>> {
+    by_camera(messages.iter().map(|(k, p)| (k.as_str(), p.as_slice())))
+}
+
+/// Reads `count` messages (key, payload) of the topic from the beginning of every partition.
+fn consume(brokers: &str, count: usize) -> Vec<(String, Vec<u8>)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "uplink-test-reader")
@@ -77,11 +88,10 @@ fn consume(brokers: &str, count: usize) -> Vec<Outgoing> {
         );
         if let Some(message) = consumer.poll(Duration::from_millis(200)) {
             let message = message.expect("consume");
-            read.push(Outgoing {
-                seq: 0,
-                key: String::from_utf8(message.key().expect("key").to_vec()).expect("UTF-8 key"),
-                payload: message.payload().expect("payload").to_vec(),
-            });
+            read.push((
+                String::from_utf8(message.key().expect("key").to_vec()).expect("UTF-8 key"),
+                message.payload().expect("payload").to_vec(),
+            ));
         }
     }
     read
@@ -94,12 +104,12 @@ async fn a_batch_arrives_in_order_per_camera_with_its_payloads() {
         KafkaPublisher::new(config(tansu.brokers(), Duration::from_secs(10))).expect("publisher");
     assert_eq!(publisher.name(), "kafka");
 
-    let sent = events(1, 60);
-    publisher.publish(&sent[..45]).await.expect("first batch");
-    publisher.publish(&sent[45..]).await.expect("second batch");
+    let batch = events(1, 60);
+    publisher.publish(&batch[..45]).await.expect("first batch");
+    publisher.publish(&batch[45..]).await.expect("second batch");
 
-    let read = consume(&tansu.brokers(), sent.len());
-    assert_eq!(by_camera(&read), by_camera(&sent));
+    let messages = consume(&tansu.brokers(), batch.len());
+    assert_eq!(read(&messages), sent(&batch));
 }
 
 #[tokio::test]
@@ -193,8 +203,8 @@ async fn after_the_broker_restarts_the_next_batch_goes_through() {
     tansu.restart();
     let again = events(4, 6);
     publisher.publish(&again).await.expect("the broker is back");
-    let read = consume(&tansu.brokers(), again.len());
-    assert_eq!(by_camera(&read), by_camera(&again));
+    let messages = consume(&tansu.brokers(), again.len());
+    assert_eq!(read(&messages), sent(&again));
 }
 
 #[tokio::test]
