@@ -4,15 +4,18 @@
 //! SIGKILL of the daemon mid-drain, duplicates only with the same event id; and that bad
 //! credentials show in health without a crash loop.
 //!
-//! Not covered here: Kafka end to end (the Kafka publisher is tested against tansu in
-//! `appliance-uplink`), TLS (tested in `appliance-uplink` with a generated CA), and the disk
-//! quota (retention and the sender's skipping of deleted events are tested in their crates).
+//! With Kafka (tansu) as a second upstream, both get every event, Kafka keyed by camera.
+//!
+//! Not covered here: TLS (tested in `appliance-uplink` with a generated CA against mosquitto;
+//! tansu 0.6 ignores its TLS options), and the disk quota (retention counting undelivered events
+//! and the sender's skipping of deleted ones are tested in their crates).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use appliance_tests::brokers::Tansu;
 use appliance_tests::{
     Daemon, DaemonOptions, Mosquitto, MqttSubscriber, binary, free_tcp_port, wait_for,
 };
@@ -261,4 +264,54 @@ fn wrong_credentials_show_in_health_without_a_crash_loop() {
     assert!((1..=6).contains(&failures), "{failures} attempts");
     let (status, _) = daemon.get("/api/v1/health");
     assert_eq!(status, 200, "the daemon lives on");
+}
+
+#[test]
+fn both_upstreams_get_every_event_kafka_keyed_by_camera() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_tcp_port();
+    let _broker = Mosquitto::start(&dir.path().join("broker"), port, None);
+    let subscriber = MqttSubscriber::start(port, TOPIC, &dir.path().join("cloud.txt"));
+    let tansu = Tansu::start();
+    let daemon = daemon(
+        &dir.path().join("box"),
+        port,
+        &[
+            ("APPLIANCE_UPLINK__KAFKA__BROKERS", tansu.brokers().as_str()),
+            ("APPLIANCE_UPLINK__KAFKA__TOPIC", "box.events"),
+        ],
+    );
+    let sim = camera(&daemon, "200ms");
+    assert!(wait_for(Duration::from_secs(15), || stored_ids(&daemon)
+        .len()
+        >= 8));
+    drop(sim);
+    let all_drained = wait_for(Duration::from_secs(30), || {
+        let (_, list) = daemon.get("/api/v1/uplink");
+        let items = list["items"].as_array().unwrap().clone();
+        items.len() == 2
+            && items
+                .iter()
+                .all(|u| u["connected"] == true && u["depth"] == 0)
+    });
+    assert!(all_drained, "{}", daemon.get("/api/v1/uplink").1);
+    let stored = stored_ids(&daemon);
+    assert_complete_and_ordered(&daemon, &received(&subscriber));
+    let messages = tansu.read("box.events", stored.len());
+    let mut per_camera: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut ids = BTreeSet::new();
+    for (key, payload) in &messages {
+        let message: Value = serde_json::from_slice(payload).unwrap();
+        assert_eq!(message["schema"], "appliance.event.v1");
+        assert_eq!(&message["event"]["camera_id"], key, "keyed by camera");
+        per_camera
+            .entry(key.clone())
+            .or_default()
+            .push(message["seq"].as_u64().unwrap());
+        ids.insert(message["event"]["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids, stored, "Kafka has every stored event");
+    for (camera, seqs) in per_camera {
+        assert!(seqs.is_sorted(), "{camera} out of order: {seqs:?}");
+    }
 }

@@ -1,17 +1,14 @@
 //! The Kafka upstream against a real Kafka-protocol broker: tansu with in-memory storage, one per
 //! test on a free loopback port. What it stored is read back with an rdkafka consumer.
 
-#[path = "support/tansu.rs"]
-mod tansu;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use appliance_uplink::kafka::{KafkaConfig, KafkaPublisher, KafkaSecurity, SaslMechanism};
 use appliance_uplink::{Outgoing, PublishError, Publisher};
+use appliance_tests::brokers::Tansu;
+use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use tansu::Tansu;
 
 const TOPIC: &str = "appliance.events";
 
@@ -59,44 +56,6 @@ fn read(messages: &[(String, Vec<u8>)]) -> BTreeMap<&str, Vec<&[u8]>> {
     by_camera(messages.iter().map(|(k, p)| (k.as_str(), p.as_slice())))
 }
 
-/// Reads `count` messages (key, payload) of the topic from the beginning of every partition.
-fn consume(brokers: &str, count: usize) -> Vec<(String, Vec<u8>)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "uplink-test-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let metadata = consumer
-        .fetch_metadata(Some(TOPIC), Duration::from_secs(5))
-        .expect("topic metadata");
-    let mut partitions = TopicPartitionList::new();
-    for partition in metadata.topics()[0].partitions() {
-        partitions
-            .add_partition_offset(TOPIC, partition.id(), Offset::Beginning)
-            .expect("partition");
-    }
-    // Assigned, not subscribed: no consumer-group rebalance to wait for.
-    consumer.assign(&partitions).expect("assign");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut read = Vec::new();
-    while read.len() < count {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {count} messages arrived",
-            read.len()
-        );
-        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
-            let message = message.expect("consume");
-            read.push((
-                String::from_utf8(message.key().expect("key").to_vec()).expect("UTF-8 key"),
-                message.payload().expect("payload").to_vec(),
-            ));
-        }
-    }
-    read
-}
-
 #[tokio::test]
 async fn a_batch_arrives_in_order_per_camera_with_its_payloads() {
     let tansu = Tansu::start();
@@ -108,7 +67,7 @@ async fn a_batch_arrives_in_order_per_camera_with_its_payloads() {
     publisher.publish(&batch[..45]).await.expect("first batch");
     publisher.publish(&batch[45..]).await.expect("second batch");
 
-    let messages = consume(&tansu.brokers(), batch.len());
+    let messages = tansu.read(TOPIC, batch.len());
     assert_eq!(read(&messages), sent(&batch));
 }
 
@@ -203,7 +162,7 @@ async fn after_the_broker_restarts_the_next_batch_goes_through() {
     tansu.restart();
     let again = events(4, 6);
     publisher.publish(&again).await.expect("the broker is back");
-    let messages = consume(&tansu.brokers(), again.len());
+    let messages = tansu.read(TOPIC, again.len());
     assert_eq!(read(&messages), sent(&again));
 }
 

@@ -1,10 +1,14 @@
-//! A tansu broker (a Kafka-protocol broker with in-memory storage; `scripts/setup-packages.sh`
-//! installs it) on a loopback port, killed when dropped.
+//! Real brokers for the uplink's tests, in the crate and end to end: tansu (a Kafka-protocol
+//! broker with in-memory storage; `scripts/setup-packages.sh` installs it), each on a loopback
+//! port and stopped when dropped.
 
 use std::fs::File;
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 pub struct Tansu {
     port: u16,
@@ -50,6 +54,45 @@ impl Tansu {
     /// `host:port` for `bootstrap.servers`.
     pub fn brokers(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Reads `count` messages (key, payload) of `topic` from the beginning of every partition,
+    /// failing after 15 s.
+    pub fn read(&self, topic: &str, count: usize) -> Vec<(String, Vec<u8>)> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .set("group.id", "test-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .expect("topic metadata");
+        let mut partitions = TopicPartitionList::new();
+        for partition in metadata.topics()[0].partitions() {
+            partitions
+                .add_partition_offset(topic, partition.id(), Offset::Beginning)
+                .expect("partition");
+        }
+        // Assigned, not subscribed: no consumer-group rebalance to wait for.
+        consumer.assign(&partitions).expect("assign");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut read = Vec::new();
+        while read.len() < count {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {count} messages arrived",
+                read.len()
+            );
+            if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+                let message = message.expect("consume");
+                read.push((
+                    String::from_utf8(message.key().expect("key").to_vec()).expect("UTF-8 key"),
+                    message.payload().expect("payload").to_vec(),
+                ));
+            }
+        }
+        read
     }
 
     /// Kills the broker; what it stored is gone.
