@@ -48,6 +48,7 @@
 //! [uplink]
 //! device_id = ""
 //! batch = 100
+//! telemetry_interval = "1m"
 //! # [uplink.mqtt] and [uplink.kafka]: absent, so off (see `UplinkConfig`)
 //! ```
 //!
@@ -311,6 +312,10 @@ pub struct UplinkConfig {
     /// Most events per publish. Default `100`; `1` to `10000`.
     #[serde(deserialize_with = "uplink_batch")]
     pub batch: usize,
+    /// How often telemetry (uptime, CPU, memory, temperatures, disk, cameras, backlog) goes to
+    /// `<topic_prefix>/<device id>/telemetry`. Default `1m`; `5s` to `1h`.
+    #[serde(deserialize_with = "telemetry_interval")]
+    pub telemetry_interval: Duration,
     /// `[uplink.mqtt]`: absent means no MQTT upstream.
     pub mqtt: Option<MqttUplinkConfig>,
     /// `[uplink.kafka]`: absent means no Kafka upstream.
@@ -322,6 +327,7 @@ impl Default for UplinkConfig {
         UplinkConfig {
             device_id: String::new(),
             batch: 100,
+            telemetry_interval: Duration::from_secs(60),
             mqtt: None,
             kafka: None,
         }
@@ -540,6 +546,14 @@ fn device_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Er
 
 fn uplink_batch<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
     within(usize::deserialize(deserializer)?, 1, Some(10_000))
+}
+
+fn telemetry_interval<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    within(
+        Duration::deserialize(deserializer)?,
+        Duration::from_secs(5),
+        Some(Duration::from_secs(HOUR)),
+    )
 }
 
 fn mqtt_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
@@ -764,6 +778,7 @@ impl Config {
                 UplinkConfig {
                     device_id,
                     batch,
+                    telemetry_interval,
                     mqtt,
                     kafka,
                 },
@@ -858,6 +873,9 @@ stream_timeout = {stream_timeout}
 device_id = {device_id}
 # Most events per publish, 1 to 10000.
 batch = {batch}
+# How often telemetry goes to <topic_prefix>/<device id>/telemetry (MQTT),
+# 5s to 1h.
+telemetry_interval = {telemetry_interval}
 
 {mqtt}
 {kafka}
@@ -883,6 +901,7 @@ batch = {batch}
             rtp_ip = toml_string(rtp_ip.map(|ip| ip.to_string()).unwrap_or_default()),
             rtp_ports = toml_string(rtp_ports),
             device_id = toml_string(device_id),
+            telemetry_interval = toml_string(telemetry_interval),
             stream_timeout = toml_string(stream_timeout),
         )
     }

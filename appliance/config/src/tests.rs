@@ -55,6 +55,7 @@ stream_timeout = "30s"
 [uplink]
 device_id = "box-0042"
 batch = 500
+telemetry_interval = "30s"
 
 [uplink.mqtt]
 url = "mqtts://cloud.example.com:8883"
@@ -120,6 +121,7 @@ fn full() -> Config {
         uplink: UplinkConfig {
             device_id: "box-0042".into(),
             batch: 500,
+            telemetry_interval: Duration::from_secs(30),
             mqtt: Some(MqttUplinkConfig {
                 url: "mqtts://cloud.example.com:8883".into(),
                 topic_prefix: "acme/boxes".into(),
