@@ -14,12 +14,19 @@
 //!
 //! Matching PUBACKs to messages: on one connection the event loop takes publishes from its
 //! request channel in the order we put them there and reports each as `Outgoing::Publish(pkid)`
-//! when it assigns the packet id, so the n-th such report is our n-th message; a PUBACK names the
+//! when it assigns the packet id, so the n-th such report with a packet id is our n-th QoS 1
+//! message (QoS 0 ones, from the side channel, are reported with pkid 0); a PUBACK names the
 //! pkid, and rumqttc reuses a pkid only once it is acknowledged.
+//!
+//! The side channel ([`MqttSideChannel`]): telemetry and command results go over the events'
+//! connection (one connection per box, one presence), at QoS 0 and only while it is up. A
+//! snapshot missed while offline is not worth sending later, so nothing is queued and the outbox
+//! is not involved; the publisher shares each connection with its side channels once it is
+//! established and withdraws it when the connection goes.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use appliance_model::Timestamp;
@@ -51,6 +58,10 @@ const REQUEST_CHANNEL: usize = 64;
 /// Most unacknowledged publishes on the wire (the broker's receive maximum may lower it). rumqttc
 /// allocates a slot per possible packet id up front, so the default (65535) costs megabytes.
 const MAX_IN_FLIGHT: u16 = 100;
+/// How long a side-channel message may wait for room among the events queued towards the broker:
+/// during a backlog drain the request channel is full most of the time, and a slow link or a
+/// broker that stopped answering keeps it full.
+const SIDE_CHANNEL_WAIT: Duration = Duration::from_secs(5);
 
 /// `[uplink.mqtt]`, as the daemon hands it over.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,9 +229,13 @@ pub struct MqttPublisher {
     endpoint: Endpoint,
     tls: Option<TlsFiles>,
     device_id: String,
+    /// `<prefix>/<device id>`.
+    device_topic: String,
     events_topic: String,
     status_topic: String,
     connection: Option<Connection>,
+    /// The established connection, for the side channels.
+    shared: SharedLink,
 }
 
 impl MqttPublisher {
@@ -269,8 +284,9 @@ impl MqttPublisher {
         } else {
             config.client_id
         };
-        let events_topic = format!("{}/{}/events", config.topic_prefix, config.device_id);
-        let status_topic = format!("{}/{}/status", config.topic_prefix, config.device_id);
+        let device_topic = format!("{}/{}", config.topic_prefix, config.device_id);
+        let events_topic = format!("{device_topic}/events");
+        let status_topic = format!("{device_topic}/status");
 
         let mut options = MqttOptions::new(client_id, endpoint.host.clone(), endpoint.port);
         options
@@ -300,10 +316,22 @@ impl MqttPublisher {
             endpoint,
             tls,
             device_id: config.device_id,
+            device_topic,
             events_topic,
             status_topic,
             connection: None,
+            shared: SharedLink::default(),
         })
+    }
+
+    /// A handle that publishes on this publisher's connection while it is up; see
+    /// [`MqttSideChannel`].
+    pub fn side_channel(&self) -> MqttSideChannel {
+        MqttSideChannel {
+            device_topic: self.device_topic.clone(),
+            endpoint: self.endpoint.to_string(),
+            shared: self.shared.clone(),
+        }
     }
 
     /// `<prefix>/<device id>/events`.
@@ -328,7 +356,8 @@ impl MqttPublisher {
                 Arc::new(config),
             )));
         }
-        let mut connection = Connection::open(options, self.endpoint.to_string()).await?;
+        let mut connection =
+            Connection::open(options, self.endpoint.to_string(), self.shared.clone()).await?;
         let online = StatusMessage::online(&self.device_id, Timestamp::now()).to_json();
         let status = connection.enqueue(&self.status_topic, true, online).await?;
         if let Some((_, reason)) = connection.acked(status + 1).await?.first() {
@@ -338,6 +367,8 @@ impl MqttPublisher {
             )));
         }
         tracing::info!(broker = %self.endpoint, topic = %self.events_topic, "MQTT uplink connected");
+        // Only now: side-channel messages go after the `online` presence, never before it.
+        connection.share();
         Ok(connection)
     }
 
@@ -398,6 +429,88 @@ impl Publisher for MqttPublisher {
     }
 }
 
+/// Publishes telemetry and command results on an [`MqttPublisher`]'s connection, at QoS 0:
+/// cheap to clone, usable from any task, never queued while there is no connection.
+#[derive(Debug, Clone)]
+pub struct MqttSideChannel {
+    device_topic: String,
+    endpoint: String,
+    shared: SharedLink,
+}
+
+impl MqttSideChannel {
+    /// `<prefix>/<device id>/<suffix>`.
+    pub fn topic(&self, suffix: &str) -> String {
+        format!("{}/{suffix}", self.device_topic)
+    }
+
+    /// Publishes `payload` (JSON) on `<prefix>/<device id>/<suffix>` (`telemetry`, `cmd_result`)
+    /// at QoS 0, not retained.
+    ///
+    /// Without an established connection it fails at once with [`PublishError::Connection`]:
+    /// the message is dropped, not kept for later. Otherwise it waits for room among the events
+    /// queued on the connection, at most a few seconds ([`PublishError::Timeout`]), and returns
+    /// once the message is handed to the connection: QoS 0 has no acknowledgement, so `Ok` does
+    /// not mean the broker got it. A suffix with wildcards is [`PublishError::Rejected`].
+    pub async fn publish(&self, suffix: &str, payload: Vec<u8>) -> Result<(), PublishError> {
+        check_topic_part("topic suffix", suffix, true)
+            .map_err(|e| PublishError::Rejected(e.to_string()))?;
+        let link = self
+            .shared
+            .get()
+            .filter(|link| link.state.borrow().failed.is_none())
+            .ok_or_else(|| PublishError::Connection(format!("{}: not connected", self.endpoint)))?;
+        let lost = || {
+            let why = link.state.borrow().failed.clone();
+            PublishError::Connection(
+                why.unwrap_or_else(|| format!("{}: connection closed", self.endpoint)),
+            )
+        };
+        let mut state = link.state.clone();
+        let send = link.client.publish_with_properties(
+            self.topic(suffix),
+            QoS::AtMostOnce,
+            false,
+            payload,
+            json_properties(),
+        );
+        tokio::select! {
+            biased;
+            sent = send => sent.map_err(|_| lost()),
+            // The event loop stopped with the request channel full: it will never take it.
+            _ = state.wait_for(|s| s.failed.is_some()) => Err(lost()),
+            () = tokio::time::sleep(SIDE_CHANNEL_WAIT) => {
+                Err(PublishError::Timeout(SIDE_CHANNEL_WAIT))
+            }
+        }
+    }
+}
+
+/// The connection a publisher has established, if any, shared with its side channels. A std
+/// mutex: it is held only to clone or replace the handle, never across an await.
+#[derive(Debug, Clone, Default)]
+struct SharedLink(Arc<Mutex<Option<Link>>>);
+
+/// What a side channel needs of a connection: its client and whether it still stands.
+#[derive(Debug, Clone)]
+struct Link {
+    client: AsyncClient,
+    state: watch::Receiver<LinkState>,
+}
+
+impl SharedLink {
+    fn get(&self) -> Option<Link> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, link: Option<Link>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = link;
+    }
+}
+
 /// What the event loop's driver reports about one connection.
 #[derive(Debug, Default)]
 struct LinkState {
@@ -416,19 +529,28 @@ struct Connection {
     client: AsyncClient,
     state: watch::Receiver<LinkState>,
     driver: JoinHandle<()>,
-    /// Publishes put in the request channel so far; the next one's ordinal.
+    /// QoS 1 publishes put in the request channel so far; the next one's ordinal.
     enqueued: u64,
+    /// Where [`Connection::share`] puts it for the side channels.
+    shared: SharedLink,
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
+        // Withdrawn first, so that no side channel hands a message to a closing connection.
+        // Whatever drops it (a failure, the publisher going), it is its publisher's only one.
+        self.shared.set(None);
         // The event loop owns the socket: stopping its driver closes the connection.
         self.driver.abort();
     }
 }
 
 impl Connection {
-    async fn open(options: MqttOptions, endpoint: String) -> Result<Connection, PublishError> {
+    async fn open(
+        options: MqttOptions,
+        endpoint: String,
+        shared: SharedLink,
+    ) -> Result<Connection, PublishError> {
         let (client, event_loop) = AsyncClient::new(options, REQUEST_CHANNEL);
         let (report, state) = watch::channel(LinkState::default());
         let driver = tokio::spawn(drive(event_loop, report, endpoint));
@@ -437,6 +559,7 @@ impl Connection {
             state,
             driver,
             enqueued: 0,
+            shared,
         };
         // The connect attempt is bounded by the event loop's own connection timeout.
         let outcome = connection
@@ -449,6 +572,14 @@ impl Connection {
             Ok(Some(why)) => Err(PublishError::Connection(why)),
             Err(_) => Err(connection.lost()),
         }
+    }
+
+    /// Lets the side channels publish on this connection until it is dropped.
+    fn share(&self) {
+        self.shared.set(Some(Link {
+            client: self.client.clone(),
+            state: self.state.clone(),
+        }));
     }
 
     fn failed(&self) -> bool {
@@ -473,13 +604,8 @@ impl Connection {
         retain: bool,
         payload: Vec<u8>,
     ) -> Result<u64, PublishError> {
-        let properties = PublishProperties {
-            payload_format_indicator: Some(1),
-            content_type: Some("application/json".to_owned()),
-            ..PublishProperties::default()
-        };
         self.client
-            .publish_with_properties(topic, QoS::AtLeastOnce, retain, payload, properties)
+            .publish_with_properties(topic, QoS::AtLeastOnce, retain, payload, json_properties())
             .await
             .map_err(|_| self.lost())?;
         self.enqueued += 1;
@@ -510,6 +636,15 @@ impl Connection {
     }
 }
 
+/// Every message we publish is UTF-8 JSON.
+fn json_properties() -> PublishProperties {
+    PublishProperties {
+        payload_format_indicator: Some(1),
+        content_type: Some("application/json".to_owned()),
+        ..PublishProperties::default()
+    }
+}
+
 /// Polls the event loop until the connection fails, reporting CONNACK, PUBACKs and the failure.
 /// It never polls after an error: that would reconnect at once, and reconnects are the sender's
 /// to pace.
@@ -520,7 +655,8 @@ async fn drive(mut event_loop: EventLoop, report: watch::Sender<LinkState>, endp
     loop {
         match event_loop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => report.send_modify(|s| s.connected = true),
-            Ok(Event::Outgoing(MqttOutgoing::Publish(pkid))) => {
+            // pkid 0: a side-channel message at QoS 0, which gets no PUBACK.
+            Ok(Event::Outgoing(MqttOutgoing::Publish(pkid))) if pkid != 0 => {
                 in_flight.insert(pkid, sent);
                 sent += 1;
             }
@@ -645,6 +781,27 @@ mod tests {
         assert_eq!(publisher.events_topic(), "acme/site-7/box-1/events");
         assert_eq!(publisher.status_topic(), "acme/site-7/box-1/status");
         assert_eq!(publisher.name(), "mqtt");
+    }
+
+    #[tokio::test]
+    async fn the_side_channel_refuses_at_once_without_a_connection() {
+        let mut config = MqttConfig::new("mqtt://127.0.0.1:1883", "box-1");
+        config.topic_prefix = "acme".into();
+        let side = MqttPublisher::new(config).unwrap().side_channel();
+        assert_eq!(side.topic("telemetry"), "acme/box-1/telemetry");
+        // Never connected: no broker is asked, nothing is kept.
+        let error = side.publish("telemetry", b"{}".to_vec()).await.unwrap_err();
+        assert!(
+            matches!(&error, PublishError::Connection(why) if why.contains("not connected")),
+            "{error}"
+        );
+        for bad in ["", "a/+", "#", "/telemetry"] {
+            let error = side.publish(bad, b"{}".to_vec()).await.unwrap_err();
+            assert!(
+                matches!(error, PublishError::Rejected(_)),
+                "{bad:?}: {error}"
+            );
+        }
     }
 
     #[test]

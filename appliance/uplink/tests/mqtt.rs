@@ -1,13 +1,14 @@
 //! The MQTT upstream against a real mosquitto and a real store: order, schema, cursor across
-//! restarts, broker outages, presence, credentials and TLS.
+//! restarts, broker outages, presence, credentials, TLS and the side channel.
 
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use appliance_store::EventStore;
-use appliance_uplink::mqtt::{MqttConfig, MqttPublisher};
+use appliance_uplink::PublishError;
+use appliance_uplink::mqtt::{MqttConfig, MqttPublisher, MqttSideChannel};
 use appliance_uplink::sender::{Sender, SenderOptions, StatusHandle, UplinkStatus};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -17,6 +18,7 @@ use support::{BrokerOptions, Message, Mosquitto, Subscriber, TestCa, event, open
 const DEVICE: &str = "box-1";
 const EVENTS: &str = "appliance/box-1/events";
 const STATUS: &str = "appliance/box-1/status";
+const TELEMETRY: &str = "appliance/box-1/telemetry";
 
 /// Quick retries, so that outages in tests last seconds.
 fn options() -> SenderOptions {
@@ -38,6 +40,10 @@ struct Running {
 impl Running {
     fn start(store: &EventStore, config: MqttConfig, options: SenderOptions) -> Running {
         let publisher = MqttPublisher::new(config).expect("valid MQTT config");
+        Running::with(store, publisher, options)
+    }
+
+    fn with(store: &EventStore, publisher: MqttPublisher, options: SenderOptions) -> Running {
         let sender = Sender::new(store.clone(), publisher, DEVICE, options).unwrap();
         let status = sender.status();
         let cancel = CancellationToken::new();
@@ -405,4 +411,116 @@ async fn tls_with_a_test_ca_and_a_clear_error_for_the_wrong_one() {
     );
     assert!(error.contains("UnknownIssuer"), "{error}");
     wrong.stop().await;
+}
+
+/// Publishes `{"n": n}` on the side channel until the subscriber has one, or panics; returns
+/// the `n` it got. QoS 0 reaches only a subscriber connected at that moment, so a subscriber
+/// that reconnects after a broker restart needs more than one try.
+async fn telemetry_arrives(side: &MqttSideChannel, watcher: &mut Subscriber) -> u64 {
+    for n in 0..50 {
+        // Not connected yet is fine: the sender reconnects with its backoff.
+        let _ = side
+            .publish("telemetry", format!(r#"{{"n":{n}}}"#).into_bytes())
+            .await;
+        if let Some(message) = watcher.next(Duration::from_millis(200)).await {
+            assert_eq!(message.topic, TELEMETRY);
+            assert!(!message.retain);
+            return message.json()["n"].as_u64().expect("n");
+        }
+    }
+    panic!("no side-channel message arrived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_side_channel_shares_the_connection_and_never_queues() {
+    let mut broker = Mosquitto::start(BrokerOptions::default());
+    let mut cloud = Subscriber::connect(broker.port, EVENTS, "cloud", false).await;
+    let mut watcher = Subscriber::connect(broker.port, TELEMETRY, "watcher", true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path());
+    for _ in 0..10 {
+        commit(&store, "cam", 200).await;
+    }
+    let publisher = MqttPublisher::new(MqttConfig::new(broker.url(), DEVICE)).unwrap();
+    let side = publisher.side_channel();
+    assert_eq!(side.topic("telemetry"), TELEMETRY);
+
+    // Before the first connection: refused at once, and not sent once it connects.
+    let started = Instant::now();
+    let refused = side.publish("telemetry", b"{}".to_vec()).await;
+    assert!(
+        matches!(refused, Err(PublishError::Connection(_))),
+        "{refused:?}"
+    );
+    assert!(started.elapsed() < Duration::from_millis(100));
+
+    let mut sender = Running::with(&store, publisher, options());
+    sender.wait("connected", |s| s.connected).await;
+    // Telemetry goes while the backlog drains, on the same connection.
+    let sent = side.clone();
+    let status = sender.status.clone();
+    let side_task = tokio::spawn(async move {
+        let delivered_before = status.snapshot().delivered;
+        for n in 0..20 {
+            sent.publish("telemetry", format!(r#"{{"n":{n}}}"#).into_bytes())
+                .await
+                .expect("published while connected");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        delivered_before
+    });
+    let events = cloud.take(2000, Duration::from_secs(20)).await;
+    let delivered_before = side_task.await.unwrap();
+    assert!(delivered_before < 2000, "the drain was over first");
+    assert_eq!(
+        received(&events),
+        outbox(&store),
+        "events unaffected: every one once, in order"
+    );
+    let side_messages = watcher.drain(Duration::from_millis(500)).await;
+    let numbers: Vec<u64> = side_messages
+        .iter()
+        .map(|m| {
+            assert_eq!(m.topic, TELEMETRY);
+            m.json()["n"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        numbers,
+        (0..20).collect::<Vec<_>>(),
+        "QoS 0, but on loopback all of them"
+    );
+    assert!(side_messages.iter().all(|m| !m.retain));
+    let status = sender.wait("caught up", |s| s.delivered == 2000).await;
+    assert_eq!(status.consecutive_failures, 0);
+
+    // Broker down: the side channel refuses at once instead of queueing.
+    broker.stop();
+    sender.wait("sees the outage", |s| !s.connected).await;
+    let started = Instant::now();
+    let refused = side.publish("telemetry", br#"{"n":1000}"#.to_vec()).await;
+    assert!(
+        matches!(&refused, Err(PublishError::Connection(why)) if why.contains(&broker.url())),
+        "{refused:?}"
+    );
+    assert!(started.elapsed() < Duration::from_millis(100));
+
+    // The same handle publishes on the sender's next connection, and what was refused stays
+    // refused: nothing from the outage comes after the restart.
+    broker.restart();
+    sender.wait("reconnected", |s| s.connected).await;
+    let n = telemetry_arrives(&side, &mut watcher).await;
+    let later = watcher.drain(Duration::from_millis(300)).await;
+    assert!(
+        std::iter::once(n)
+            .chain(later.iter().map(|m| m.json()["n"].as_u64().unwrap()))
+            .all(|n| n < 1000)
+    );
+    sender.stop().await;
+    // The sender's connection is gone with it.
+    let refused = side.publish("telemetry", b"{}".to_vec()).await;
+    assert!(
+        matches!(refused, Err(PublishError::Connection(_))),
+        "{refused:?}"
+    );
 }
