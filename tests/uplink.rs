@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use appliance_tests::brokers::Tansu;
 use appliance_tests::{
-    Daemon, DaemonOptions, Mosquitto, MqttSubscriber, binary, free_tcp_port, wait_for,
+    Daemon, DaemonOptions, Mosquitto, MqttSubscriber, binary, free_tcp_port, mqtt_publish, wait_for,
 };
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -314,4 +314,117 @@ fn both_upstreams_get_every_event_kafka_keyed_by_camera() {
     for (camera, seqs) in per_camera {
         assert!(seqs.is_sorted(), "{camera} out of order: {seqs:?}");
     }
+}
+
+#[test]
+fn telemetry_and_cloud_commands_share_the_mqtt_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_tcp_port();
+    let _broker = Mosquitto::start(&dir.path().join("broker"), port, None);
+    let cloud = MqttSubscriber::start(port, "appliance/box-test/+", &dir.path().join("cloud.txt"));
+    let daemon = daemon(
+        &dir.path().join("box"),
+        port,
+        &[("APPLIANCE_UPLINK__TELEMETRY_INTERVAL", "5s")],
+    );
+    let _sim = camera(&daemon, "1h");
+    let on = |topic: &'static str| {
+        let cloud = &cloud;
+        move || -> Vec<Value> {
+            cloud
+                .messages()
+                .into_iter()
+                .filter(|(t, _)| t == topic)
+                .map(|(_, m)| m)
+                .collect()
+        }
+    };
+    let telemetry = on("appliance/box-test/telemetry");
+    let results = on("appliance/box-test/cmd_result");
+
+    // Telemetry: at start and every 5 s; the second one sees the camera.
+    assert!(
+        wait_for(Duration::from_secs(15), || telemetry()
+            .iter()
+            .any(|t| t["cameras"]["online"] == 1)),
+        "{:?}\n{}",
+        telemetry(),
+        daemon.log()
+    );
+    let snapshot = telemetry().pop().unwrap();
+    assert_eq!(snapshot["schema"], "appliance.telemetry.v1");
+    assert_eq!(snapshot["device_id"], "box-test");
+    assert!(snapshot["uptime_s"].as_u64().unwrap() > 0, "{snapshot}");
+    assert!(snapshot["memory"]["total_bytes"].as_u64().unwrap() > 0);
+    assert!(
+        snapshot["disk"]["free_bytes"].as_u64().is_some(),
+        "{snapshot}"
+    );
+    assert_eq!(snapshot["uplinks"][0]["name"], "mqtt");
+    let (status, local) = daemon.get("/api/v1/telemetry");
+    assert_eq!(status, 200);
+    assert_eq!(local["schema"], "appliance.telemetry.v1");
+
+    // Commands: each gets one result; a repeat gets the same one without running again.
+    let send = |kind: &str, body: &str| {
+        mqtt_publish(port, &format!("appliance/box-test/cmd/{kind}"), body);
+    };
+    let cmd = |id: &str, kind: &str, params: &str| {
+        format!(r#"{{"schema":"appliance.cmd.v1","id":"{id}","type":"{kind}","params":{params}}}"#)
+    };
+    send("ping", &cmd("c1", "ping", "{}"));
+    send(
+        "device.catalog",
+        &cmd(
+            "c2",
+            "device.catalog",
+            r#"{"device_id":"34020000001320000001"}"#,
+        ),
+    );
+    send(
+        "device.control",
+        &cmd(
+            "c3",
+            "device.control",
+            r#"{"device_id":"34020000001320000001","command":"explode"}"#,
+        ),
+    );
+    send("skill.apply", &cmd("c4", "skill.apply", "{}"));
+    send(
+        "ping",
+        r#"{"schema":"appliance.cmd.v1","id":"c5","type":"ping","expires_at":"2020-01-01T00:00:00Z"}"#,
+    );
+    send("ping", "not json");
+    send("ping", &cmd("c1", "ping", "{}"));
+    assert!(
+        wait_for(Duration::from_secs(10), || results().len() >= 7),
+        "{:?}\n{}",
+        results(),
+        daemon.log()
+    );
+    let results = results();
+    let by_id = |id: &str| -> Vec<&Value> { results.iter().filter(|r| r["id"] == id).collect() };
+    assert_eq!(by_id("c1").len(), 2);
+    assert_eq!(
+        by_id("c1")[0],
+        by_id("c1")[1],
+        "the repeat gets the stored result"
+    );
+    assert_eq!(by_id("c1")[0]["status"], "ok");
+    assert!(by_id("c1")[0]["result"]["version"].is_string());
+    assert_eq!(by_id("c2")[0]["status"], "ok", "{results:?}");
+    for (id, code) in [
+        ("c3", "bad_params"),
+        ("c4", "unsupported"),
+        ("c5", "expired"),
+    ] {
+        assert_eq!(by_id(id)[0]["status"], "rejected", "{id}: {results:?}");
+        assert_eq!(by_id(id)[0]["code"], code, "{id}");
+    }
+    assert!(
+        results
+            .iter()
+            .any(|r| r["id"].is_null() && r["code"] == "malformed"),
+        "{results:?}"
+    );
 }

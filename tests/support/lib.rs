@@ -358,6 +358,16 @@ impl MqttSubscriber {
     }
 }
 
+/// Publishes one message at QoS 1 with `mosquitto_pub` (the cloud sending a command).
+pub fn mqtt_publish(port: u16, topic: &str, payload: &str) {
+    let status = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-t", topic, "-q", "1", "-m", payload])
+        .status()
+        .expect("mosquitto_pub runs (apt install mosquitto-clients)");
+    assert!(status.success(), "mosquitto_pub {topic}");
+}
+
 impl Drop for MqttSubscriber {
     fn drop(&mut self) {
         let _ = self.child.kill();

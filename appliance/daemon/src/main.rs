@@ -5,6 +5,7 @@
 //! library crates under `appliance/`.
 
 mod api;
+mod commands;
 mod logging;
 mod media;
 mod run;

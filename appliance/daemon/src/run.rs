@@ -68,7 +68,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     )
     .await?;
     let device_id = uplink::device_id(&config.uplink, &store).await?;
-    let uplinks = uplink::start(&config.uplink, &device_id, &store, &mut registry, &shutdown)?;
+    let uplinks = uplink::start(
+        &config.uplink,
+        uplink::Context {
+            device_id: &device_id,
+            store: &store,
+            sip: &sip,
+            data_dir: data_dir.clone(),
+            started,
+        },
+        &mut registry,
+        &shutdown,
+    )?;
     let state = AppState::new(
         store.clone(),
         Some(sip),

@@ -1,24 +1,32 @@
 //! Wires the uplink (`appliance-uplink`) into the daemon: the box's id upstream, one sender per
 //! configured upstream (`[uplink.mqtt]`, `[uplink.kafka]`), pruning the outbox entries every
-//! upstream has delivered, and their status for health, metrics and the API.
+//! upstream has delivered, their status for health, metrics and the API, telemetry every
+//! `uplink.telemetry_interval`, and the cloud's commands over MQTT (`commands.rs` runs them).
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use appliance_config::{KafkaUplinkConfig, MqttUplinkConfig, UplinkConfig};
+use appliance_model::Timestamp;
 use appliance_store::{EventStore, StateChange};
 use appliance_uplink::Publisher;
 use appliance_uplink::kafka::{
     KafkaConfig, KafkaPublisher, KafkaSecurity, KafkaTls, SaslMechanism,
 };
-use appliance_uplink::mqtt::{MqttConfig, MqttPublisher};
+use appliance_uplink::mqtt::{Downlink, MqttConfig, MqttPublisher, MqttSideChannel};
 use appliance_uplink::sender::{Sender, SenderOptions, StatusHandle, UplinkStatus};
+use appliance_uplink::telemetry::{CameraCounts, Collector, Telemetry};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::commands::Commands;
+use crate::sip::SipHandle;
 
 /// Store namespace of the box's identity (key `device_id`).
 const IDENTITY_NAMESPACE: &str = "appliance.identity";
@@ -49,16 +57,34 @@ pub async fn device_id(config: &UplinkConfig, store: &EventStore) -> anyhow::Res
     Ok(id)
 }
 
-/// The running upstreams.
+/// The running upstreams and the latest telemetry.
 #[derive(Clone, Default)]
 pub struct Uplinks {
     statuses: Arc<Vec<StatusHandle>>,
+    telemetry: Arc<Mutex<Option<Telemetry>>>,
 }
 
 impl Uplinks {
     pub fn statuses(&self) -> Vec<UplinkStatus> {
         self.statuses.iter().map(StatusHandle::snapshot).collect()
     }
+
+    /// The last telemetry snapshot (taken every `uplink.telemetry_interval`, the first at start).
+    pub fn telemetry(&self) -> Option<Telemetry> {
+        self.telemetry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// What the uplink needs from the rest of the daemon.
+pub struct Context<'a> {
+    pub device_id: &'a str,
+    pub store: &'a EventStore,
+    pub sip: &'a SipHandle,
+    pub data_dir: PathBuf,
+    pub started: std::time::Instant,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -74,23 +100,42 @@ struct UplinkMetrics {
     oldest_pending_seconds: Family<UpstreamLabel, Gauge>,
 }
 
-/// Starts a sender per configured upstream; a configuration the upstream's client refuses is an
-/// error naming the table.
+/// Starts a sender per configured upstream, telemetry and (with MQTT) the command loop; a
+/// configuration the upstream's client refuses is an error naming the table.
 pub fn start(
     config: &UplinkConfig,
-    device_id: &str,
-    store: &EventStore,
+    context: Context<'_>,
     registry: &mut Registry,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Uplinks> {
+    let Context {
+        device_id,
+        store,
+        sip,
+        data_dir,
+        started,
+    } = context;
     let options = SenderOptions {
         batch: config.batch,
         ..SenderOptions::default()
     };
     let mut statuses = Vec::new();
+    let mut side_channel = None;
     if let Some(mqtt) = &config.mqtt {
-        let publisher =
+        let mut publisher =
             MqttPublisher::new(mqtt_config(mqtt, device_id)).context("[uplink.mqtt]")?;
+        let side = publisher.side_channel();
+        let downlink = publisher
+            .take_downlink()
+            .expect("a new publisher has its downlink");
+        let commands = Commands::new(store.clone(), sip.clone(), started);
+        tokio::spawn(run_commands(
+            commands,
+            downlink,
+            side.clone(),
+            shutdown.clone(),
+        ));
+        side_channel = Some(side);
         statuses.push(spawn(publisher, device_id, store, &options, shutdown)?);
     }
     if let Some(kafka) = &config.kafka {
@@ -100,7 +145,19 @@ pub fn start(
     }
     let uplinks = Uplinks {
         statuses: Arc::new(statuses),
+        telemetry: Arc::default(),
     };
+    tokio::spawn(telemetry(
+        uplinks.clone(),
+        TelemetrySource {
+            device_id: device_id.to_owned(),
+            sip: sip.clone(),
+            data_dir,
+            side_channel,
+        },
+        config.telemetry_interval.get(),
+        shutdown.clone(),
+    ));
     let metrics = Arc::new(UplinkMetrics::default());
     let sub = registry.sub_registry_with_prefix("appliance_uplink");
     sub.register(
@@ -132,6 +189,87 @@ pub fn start(
         ));
     }
     Ok(uplinks)
+}
+
+/// Runs each command the cloud sends and answers on `…/cmd_result`.
+async fn run_commands(
+    commands: Commands,
+    mut downlink: mpsc::Receiver<Downlink>,
+    side: MqttSideChannel,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let message = tokio::select! {
+            m = downlink.recv() => m,
+            _ = shutdown.cancelled() => return,
+        };
+        let Some(message) = message else { return };
+        let Some(kind) = message.suffix.strip_prefix("cmd/") else {
+            continue;
+        };
+        let result = commands.handle(kind, &message.payload).await;
+        // Not durable: the result is stored, and a command sent again gets it again.
+        if let Err(e) = side.publish("cmd_result", result.to_json()).await {
+            tracing::warn!(command = ?result.id, error = %e, "cannot send a command result");
+        }
+    }
+}
+
+/// Where a telemetry snapshot's parts come from.
+struct TelemetrySource {
+    device_id: String,
+    sip: SipHandle,
+    data_dir: PathBuf,
+    side_channel: Option<MqttSideChannel>,
+}
+
+/// Takes a snapshot every `interval` (the first at once), keeps it for the API and sends it on
+/// `…/telemetry` when MQTT is configured.
+async fn telemetry(
+    uplinks: Uplinks,
+    source: TelemetrySource,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut collector = Collector::system();
+    let mut ticker = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        // Reading sysfs blocks (some hwmon sensors take milliseconds).
+        let data_dir = source.data_dir.clone();
+        let Ok((back, system)) = tokio::task::spawn_blocking(move || {
+            let sample = collector.sample(&data_dir);
+            (collector, sample)
+        })
+        .await
+        else {
+            return;
+        };
+        collector = back;
+        let devices = source.sip.devices();
+        let online = devices.iter().filter(|d| d.online).count();
+        let cameras = CameraCounts {
+            online: u32::try_from(online).unwrap_or(u32::MAX),
+            offline: u32::try_from(devices.len() - online).unwrap_or(u32::MAX),
+        };
+        let summaries = uplinks.statuses().iter().map(Into::into).collect();
+        let snapshot = Telemetry::new(
+            source.device_id.clone(),
+            Timestamp::now(),
+            system,
+            cameras,
+            summaries,
+        );
+        if let Some(side) = &source.side_channel
+            && let Err(e) = side.publish("telemetry", snapshot.to_json()).await
+        {
+            tracing::debug!(error = %e, "telemetry not sent");
+        }
+        *uplinks.telemetry.lock().unwrap_or_else(|p| p.into_inner()) = Some(snapshot);
+    }
 }
 
 fn spawn<P: Publisher>(

@@ -13,12 +13,16 @@
 //! * [`sender`]: the drain loop, its cursor and its [`sender::UplinkStatus`].
 //! * [`mqtt`]: the MQTT 5 upstream (rumqttc), done only on PUBACK.
 //! * [`kafka`]: the Kafka upstream (rdkafka), an idempotent producer, done only on acks=all.
+//! * [`telemetry`]: the box's health snapshot (`/proc`, `/sys`), sent best-effort on the MQTT
+//!   side channel.
 
 pub mod backoff;
+pub mod commands;
 pub mod kafka;
 pub mod mqtt;
 pub mod schema;
 pub mod sender;
+pub mod telemetry;
 
 use std::future::Future;
 use std::time::Duration;

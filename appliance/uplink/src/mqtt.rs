@@ -40,7 +40,7 @@ use rumqttc::{TlsConfiguration, Transport};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::schema::StatusMessage;
@@ -236,7 +236,23 @@ pub struct MqttPublisher {
     connection: Option<Connection>,
     /// The established connection, for the side channels.
     shared: SharedLink,
+    /// Where the messages the cloud sends us (`<device topic>/cmd/…`) go, and their reader
+    /// until the daemon takes it.
+    downlink: mpsc::Sender<Downlink>,
+    downlink_rx: Option<mpsc::Receiver<Downlink>>,
 }
+
+/// A message from the cloud on one of our topics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Downlink {
+    /// The topic after `<prefix>/<device id>/`, e.g. `cmd/ping`.
+    pub suffix: String,
+    pub payload: Vec<u8>,
+}
+
+/// Downlink messages waiting for the daemon; more are dropped (and logged): the cloud's
+/// commands are few, and a flood must not grow memory.
+const DOWNLINK_QUEUE: usize = 64;
 
 impl MqttPublisher {
     /// Checks the configuration; connects on the first [`Publisher::publish`].
@@ -311,6 +327,7 @@ impl MqttPublisher {
             }
             (None, None) => {}
         }
+        let (downlink, downlink_rx) = mpsc::channel(DOWNLINK_QUEUE);
         Ok(MqttPublisher {
             options,
             endpoint,
@@ -321,7 +338,15 @@ impl MqttPublisher {
             status_topic,
             connection: None,
             shared: SharedLink::default(),
+            downlink,
+            downlink_rx: Some(downlink_rx),
         })
+    }
+
+    /// The messages the cloud sends to `<prefix>/<device id>/cmd/+` (subscribed at QoS 1 on
+    /// every connection); `None` after the first call.
+    pub fn take_downlink(&mut self) -> Option<mpsc::Receiver<Downlink>> {
+        self.downlink_rx.take()
     }
 
     /// A handle that publishes on this publisher's connection while it is up; see
@@ -356,8 +381,17 @@ impl MqttPublisher {
                 Arc::new(config),
             )));
         }
-        let mut connection =
-            Connection::open(options, self.endpoint.to_string(), self.shared.clone()).await?;
+        let incoming = Incoming {
+            prefix: format!("{}/", self.device_topic),
+            sender: self.downlink.clone(),
+        };
+        let mut connection = Connection::open(
+            options,
+            self.endpoint.to_string(),
+            self.shared.clone(),
+            incoming,
+        )
+        .await?;
         let online = StatusMessage::online(&self.device_id, Timestamp::now()).to_json();
         let status = connection.enqueue(&self.status_topic, true, online).await?;
         if let Some((_, reason)) = connection.acked(status + 1).await?.first() {
@@ -366,6 +400,14 @@ impl MqttPublisher {
                 self.endpoint, self.status_topic
             )));
         }
+        // A clean start forgets subscriptions: subscribe on every connection. Commands sent
+        // while the box was away are the cloud's to send again (each has an expiry).
+        let commands = format!("{}/cmd/+", self.device_topic);
+        connection
+            .client
+            .subscribe(&commands, QoS::AtLeastOnce)
+            .await
+            .map_err(|e| PublishError::Connection(format!("subscribing to {commands}: {e}")))?;
         tracing::info!(broker = %self.endpoint, topic = %self.events_topic, "MQTT uplink connected");
         // Only now: side-channel messages go after the `online` presence, never before it.
         connection.share();
@@ -550,10 +592,11 @@ impl Connection {
         options: MqttOptions,
         endpoint: String,
         shared: SharedLink,
+        incoming: Incoming,
     ) -> Result<Connection, PublishError> {
         let (client, event_loop) = AsyncClient::new(options, REQUEST_CHANNEL);
         let (report, state) = watch::channel(LinkState::default());
-        let driver = tokio::spawn(drive(event_loop, report, endpoint));
+        let driver = tokio::spawn(drive(event_loop, report, endpoint, incoming));
         let mut connection = Connection {
             client,
             state,
@@ -648,7 +691,19 @@ fn json_properties() -> PublishProperties {
 /// Polls the event loop until the connection fails, reporting CONNACK, PUBACKs and the failure.
 /// It never polls after an error: that would reconnect at once, and reconnects are the sender's
 /// to pace.
-async fn drive(mut event_loop: EventLoop, report: watch::Sender<LinkState>, endpoint: String) {
+/// Where the driver hands the publishes the broker sends us.
+struct Incoming {
+    /// `<prefix>/<device id>/`: stripped from the topic.
+    prefix: String,
+    sender: mpsc::Sender<Downlink>,
+}
+
+async fn drive(
+    mut event_loop: EventLoop,
+    report: watch::Sender<LinkState>,
+    endpoint: String,
+    incoming: Incoming,
+) {
     // pkid → ordinal of the publish in flight under it.
     let mut in_flight: HashMap<u16, u64> = HashMap::new();
     let mut sent = 0u64;
@@ -677,6 +732,19 @@ async fn drive(mut event_loop: EventLoop, report: watch::Sender<LinkState>, endp
                         s.refused.push((ordinal, reason));
                     }
                 });
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                let topic = String::from_utf8_lossy(&publish.topic);
+                let Some(suffix) = topic.strip_prefix(&incoming.prefix) else {
+                    continue;
+                };
+                let message = Downlink {
+                    suffix: suffix.to_owned(),
+                    payload: publish.payload.to_vec(),
+                };
+                if incoming.sender.try_send(message).is_err() {
+                    tracing::warn!(%topic, "dropping a downlink message: the queue is full");
+                }
             }
             Ok(_) => {}
             Err(error) => {

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use appliance_tests::brokers::Tansu;
 use appliance_uplink::kafka::{KafkaConfig, KafkaPublisher, KafkaSecurity, SaslMechanism};
 use appliance_uplink::{Outgoing, PublishError, Publisher};
-use appliance_tests::brokers::Tansu;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 

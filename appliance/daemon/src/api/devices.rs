@@ -444,6 +444,23 @@ pub struct ControlRequest {
     command: String,
 }
 
+/// The DeviceControl a control name stands for (the API's and the cloud commands' vocabulary).
+pub fn device_control(name: &str) -> Option<DeviceControl> {
+    Some(match name {
+        "teleboot" => DeviceControl::TeleBoot,
+        "guard_on" => DeviceControl::Guard { set: true },
+        "guard_off" => DeviceControl::Guard { set: false },
+        "alarm_reset" => DeviceControl::AlarmReset {
+            method: None,
+            alarm_type: None,
+        },
+        "iframe" => DeviceControl::IFrame,
+        "record_start" => DeviceControl::Record { start: true },
+        "record_stop" => DeviceControl::Record { start: false },
+        _ => return None,
+    })
+}
+
 /// Reboot a device, arm or disarm it, reset its alarm, ask for a key frame, start or stop its
 /// recording (DeviceControl).
 #[utoipa::path(
@@ -464,24 +481,12 @@ pub async fn control(
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Requested>), ApiError> {
     let request: ControlRequest = json_body(&body)?;
-    let control = match request.command.as_str() {
-        "teleboot" => DeviceControl::TeleBoot,
-        "guard_on" => DeviceControl::Guard { set: true },
-        "guard_off" => DeviceControl::Guard { set: false },
-        "alarm_reset" => DeviceControl::AlarmReset {
-            method: None,
-            alarm_type: None,
-        },
-        "iframe" => DeviceControl::IFrame,
-        "record_start" => DeviceControl::Record { start: true },
-        "record_stop" => DeviceControl::Record { start: false },
-        other => {
-            return Err(ApiError::bad_parameter(
-                "command",
-                format!("`{other}` is not a device control"),
-            ));
-        }
-    };
+    let control = device_control(&request.command).ok_or_else(|| {
+        ApiError::bad_parameter(
+            "command",
+            format!("`{}` is not a device control", request.command),
+        )
+    })?;
     let target = request.channel.unwrap_or_else(|| id.clone());
     sip(&state)?
         .request(&id, &target, Body::DeviceControl(control))

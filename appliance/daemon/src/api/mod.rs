@@ -3,7 +3,7 @@
 //! Routes are grouped so that later layers slot in without touching the handlers: authentication
 //! wraps [`protected_routes`], the web UI mounts beside `/api`.
 
-mod devices;
+pub mod devices;
 mod error;
 mod events;
 mod sessions;
@@ -74,6 +74,7 @@ impl AppState {
     paths(
         system::health,
         system::uplink,
+        system::telemetry,
         events::list_events,
         events::get_event,
         events::get_media,
@@ -127,6 +128,13 @@ impl AppState {
         system::Health,
         system::UplinkList,
         appliance_uplink::sender::UplinkStatus,
+        appliance_uplink::telemetry::Telemetry,
+        appliance_uplink::telemetry::SystemSample,
+        appliance_uplink::telemetry::MemoryUsage,
+        appliance_uplink::telemetry::Temperature,
+        appliance_uplink::telemetry::DiskUsage,
+        appliance_uplink::telemetry::CameraCounts,
+        appliance_uplink::telemetry::UplinkSummary,
         system::Subsystem,
         error::ErrorBody,
         error::ErrorDetail,
@@ -161,6 +169,8 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError>
 fn protected_routes() -> Router<AppState> {
     Router::new()
         .route("/events", get(events::list_events))
+        .route("/uplink", get(system::uplink))
+        .route("/telemetry", get(system::telemetry))
         .route("/events/{id}", get(events::get_event))
         .route("/events/{id}/media/{n}", get(events::get_media))
         .route("/events/{id}/ack", post(events::ack_event))
@@ -191,7 +201,6 @@ fn protected_routes() -> Router<AppState> {
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/health", get(system::health))
-        .route("/uplink", get(system::uplink))
         .route("/openapi.json", get(system::openapi))
         .merge(protected_routes());
     Router::new()

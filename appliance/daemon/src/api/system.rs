@@ -111,6 +111,28 @@ pub async fn uplink(State(state): State<AppState>) -> Json<UplinkList> {
     })
 }
 
+/// The box's latest telemetry snapshot: uptime, CPU, memory, temperatures, disk, GPU/NPU load,
+/// cameras, upstream backlog (what goes to the cloud every `uplink.telemetry_interval`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/telemetry",
+    responses(
+        (status = 200, body = appliance_uplink::telemetry::Telemetry),
+        (status = 503, description = "No snapshot taken yet", body = super::error::ErrorBody),
+    ),
+)]
+pub async fn telemetry(
+    State(state): State<AppState>,
+) -> Result<Json<appliance_uplink::telemetry::Telemetry>, ApiError> {
+    state.inner.uplinks.telemetry().map(Json).ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "starting",
+            "no telemetry snapshot yet",
+        )
+    })
+}
+
 /// Prometheus text exposition.
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     state.store().refresh_gauges();
