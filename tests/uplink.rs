@@ -15,10 +15,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use appliance_tests::brokers::Tansu;
-use appliance_tests::{
-    Daemon, DaemonOptions, Mosquitto, MqttSubscriber, binary, free_tcp_port, mqtt_publish, wait_for,
-};
+use appliance_tests::brokers::{BrokerOptions, Mosquitto, MqttSubscriber, Tansu, mqtt_publish};
+use appliance_tests::{Daemon, DaemonOptions, binary, wait_for};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -133,10 +131,9 @@ fn assert_complete_and_ordered(daemon: &Daemon, messages: &[(u64, String)]) {
 #[test]
 fn every_event_arrives_in_order_across_a_broker_outage() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_tcp_port();
-    let broker_dir = dir.path().join("broker");
+    let mut broker = Mosquitto::start(BrokerOptions::default());
+    let port = broker.port;
     let out = dir.path().join("cloud.txt");
-    let broker = Mosquitto::start(&broker_dir, port, None);
     let subscriber = MqttSubscriber::start(port, TOPIC, &out);
     let daemon = daemon(&dir.path().join("box"), port, &[]);
     let sim = camera(&daemon, "200ms");
@@ -165,7 +162,7 @@ fn every_event_arrives_in_order_across_a_broker_outage() {
     assert_eq!(health["status"], "degraded", "{health}");
 
     // It returns: the backlog drains, in order, nothing missing.
-    let broker = Mosquitto::start(&broker_dir, port, None);
+    broker.restart();
     let subscriber = MqttSubscriber::start(port, TOPIC, &out);
     drop(sim);
     assert!(drained(&daemon), "{}", mqtt_status(&daemon));
@@ -178,14 +175,15 @@ fn every_event_arrives_in_order_across_a_broker_outage() {
         metrics.contains("appliance_uplink_delivered{upstream=\"mqtt\"}"),
         "{metrics}"
     );
-    drop(broker);
 }
 
 #[test]
 fn a_daemon_killed_mid_drain_resends_only_what_was_not_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_tcp_port();
-    let broker_dir = dir.path().join("broker");
+    // The broker's port is fixed first; the broker itself comes only once a backlog exists.
+    let mut broker = Mosquitto::start(BrokerOptions::default());
+    broker.stop();
+    let port = broker.port;
     let out = dir.path().join("cloud.txt");
     let box_dir = dir.path().join("box");
     // A backlog builds while there is no broker yet; one event per publish (each waits for its
@@ -197,7 +195,7 @@ fn a_daemon_killed_mid_drain_resends_only_what_was_not_acknowledged() {
         mqtt_status(&first)["depth"].as_u64().unwrap_or(0) >= 150
     }));
     drop(sim);
-    let _broker = Mosquitto::start(&broker_dir, port, None);
+    broker.restart();
     let subscriber = MqttSubscriber::start(port, TOPIC, &out);
     let deadline = Instant::now() + Duration::from_secs(15);
     while received(&subscriber).is_empty() {
@@ -230,8 +228,11 @@ fn a_daemon_killed_mid_drain_resends_only_what_was_not_acknowledged() {
 #[test]
 fn wrong_credentials_show_in_health_without_a_crash_loop() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_tcp_port();
-    let _broker = Mosquitto::start(&dir.path().join("broker"), port, Some(("cloud", "right")));
+    let broker = Mosquitto::start(BrokerOptions {
+        users: vec![("cloud".into(), "right".into())],
+        ..BrokerOptions::default()
+    });
+    let port = broker.port;
     let daemon = daemon(
         &dir.path().join("box"),
         port,
@@ -269,8 +270,8 @@ fn wrong_credentials_show_in_health_without_a_crash_loop() {
 #[test]
 fn both_upstreams_get_every_event_kafka_keyed_by_camera() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_tcp_port();
-    let _broker = Mosquitto::start(&dir.path().join("broker"), port, None);
+    let broker = Mosquitto::start(BrokerOptions::default());
+    let port = broker.port;
     let subscriber = MqttSubscriber::start(port, TOPIC, &dir.path().join("cloud.txt"));
     let tansu = Tansu::start();
     let daemon = daemon(
@@ -319,8 +320,8 @@ fn both_upstreams_get_every_event_kafka_keyed_by_camera() {
 #[test]
 fn telemetry_and_cloud_commands_share_the_mqtt_connection() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_tcp_port();
-    let _broker = Mosquitto::start(&dir.path().join("broker"), port, None);
+    let broker = Mosquitto::start(BrokerOptions::default());
+    let port = broker.port;
     let cloud = MqttSubscriber::start(port, "appliance/box-test/+", &dir.path().join("cloud.txt"));
     let daemon = daemon(
         &dir.path().join("box"),

@@ -1,14 +1,201 @@
-//! Real brokers for the uplink's tests, in the crate and end to end: tansu (a Kafka-protocol
-//! broker with in-memory storage; `scripts/setup-packages.sh` installs it), each on a loopback
-//! port and stopped when dropped.
+//! Real brokers for the uplink's tests, in the crate and end to end: mosquitto (MQTT) and tansu
+//! (a Kafka-protocol broker with in-memory storage; `scripts/setup-packages.sh` installs both),
+//! each on a loopback port and stopped when dropped.
 
+use std::fmt::Write as _;
 use std::fs::File;
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use serde_json::Value;
+
+/// How the broker listens and whom it lets in.
+#[derive(Debug, Clone, Default)]
+pub struct BrokerOptions {
+    /// (user, password) entries of a password file; empty: anonymous clients are allowed.
+    pub users: Vec<(String, String)>,
+    /// A second listener with TLS (and client certificates required) on another port.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files for a TLS listener.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A mosquitto process on 127.0.0.1, killed on drop. Its persistence file lives in its
+/// directory, so a broker started again there with [`Mosquitto::restart`] keeps the sessions
+/// and subscriptions of the one stopped gracefully before it.
+pub struct Mosquitto {
+    child: Option<Child>,
+    pub port: u16,
+    pub tls_port: Option<u16>,
+    dir: tempfile::TempDir,
+    options: BrokerOptions,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+impl Mosquitto {
+    pub fn start(options: BrokerOptions) -> Mosquitto {
+        let tls_port = options.tls.as_ref().map(|_| free_port());
+        let mut broker = Mosquitto {
+            child: None,
+            port: free_port(),
+            tls_port,
+            dir: tempfile::tempdir().unwrap(),
+            options,
+        };
+        broker.spawn();
+        broker
+    }
+
+    fn spawn(&mut self) {
+        let dir = self.dir.path();
+        let mut conf = String::new();
+        // As root mosquitto would switch to the `mosquitto` user, who cannot read our files.
+        writeln!(conf, "user root").unwrap();
+        writeln!(conf, "persistence true").unwrap();
+        writeln!(conf, "persistence_location {}/", dir.display()).unwrap();
+        writeln!(
+            conf,
+            "log_dest file {}",
+            dir.join("mosquitto.log").display()
+        )
+        .unwrap();
+        writeln!(
+            conf,
+            "log_type error\nlog_type warning\nlog_type notice\nlog_type information"
+        )
+        .unwrap();
+        // Offline subscribers keep everything: a test counts every message.
+        writeln!(conf, "max_queued_messages 0").unwrap();
+        writeln!(conf, "per_listener_settings false").unwrap();
+        if self.options.users.is_empty() {
+            writeln!(conf, "allow_anonymous true").unwrap();
+        } else {
+            let passwords = dir.join("passwd");
+            for (i, (user, password)) in self.options.users.iter().enumerate() {
+                let mut cmd = Command::new("mosquitto_passwd");
+                cmd.arg("-b");
+                if i == 0 {
+                    cmd.arg("-c");
+                }
+                let status = cmd
+                    .arg(&passwords)
+                    .args([user, password])
+                    .status()
+                    .expect("mosquitto_passwd runs (apt-get install mosquitto)");
+                assert!(status.success());
+            }
+            writeln!(conf, "allow_anonymous false").unwrap();
+            writeln!(conf, "password_file {}", passwords.display()).unwrap();
+        }
+        writeln!(conf, "listener {} 127.0.0.1", self.port).unwrap();
+        if let (Some(tls), Some(port)) = (&self.options.tls, self.tls_port) {
+            writeln!(conf, "listener {port} 127.0.0.1").unwrap();
+            writeln!(conf, "cafile {}", tls.ca.display()).unwrap();
+            writeln!(conf, "certfile {}", tls.cert.display()).unwrap();
+            writeln!(conf, "keyfile {}", tls.key.display()).unwrap();
+            writeln!(conf, "require_certificate true").unwrap();
+        }
+        let conf_path = dir.join("mosquitto.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            // Its start-up complaints (a bad line, running as root) come before the log opens.
+            .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
+            .spawn()
+            .expect("mosquitto starts (apt-get install mosquitto)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for port in std::iter::once(self.port).chain(self.tls_port) {
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "mosquitto did not listen on {port}:\n{}{}",
+                    std::fs::read_to_string(dir.join("stderr")).unwrap_or_default(),
+                    self.log()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Stops the broker as a service stop does (SIGTERM: it saves its persistence file).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Freezes the broker (SIGSTOP): connections stay open, nothing is answered.
+    pub fn freeze(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Lets a frozen broker go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let child = self.child.as_ref().expect("the broker is running");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+    }
+
+    /// Starts it again on the same ports, from its persistence file.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    pub fn tls_url(&self) -> String {
+        format!(
+            "mqtts://127.0.0.1:{}",
+            self.tls_port.expect("a TLS listener")
+        )
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
+    }
+
+    /// Connections the broker saw so far (accepted or refused).
+    pub fn connection_attempts(&self) -> usize {
+        self.log().matches("New connection from").count()
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
 
 pub struct Tansu {
     port: u16,
@@ -31,10 +218,7 @@ impl Tansu {
     }
 
     fn start_with(authenticate: bool) -> Tansu {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
+        let port = free_port();
         let mut tansu = Tansu {
             port,
             authenticate,
@@ -149,5 +333,63 @@ impl Tansu {
 impl Drop for Tansu {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// `mosquitto_sub` as the cloud: QoS 1, a persistent session (`-c -i`), one line per message
+/// (`topic payload`) appended to a file.
+pub struct MqttSubscriber {
+    child: Child,
+    out: PathBuf,
+}
+
+impl MqttSubscriber {
+    pub fn start(port: u16, topic: &str, out: &Path) -> MqttSubscriber {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out)
+            .expect("subscriber output");
+        let child = Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-t", topic, "-q", "1", "-c", "-i", "cloud-test", "-v"])
+            .stdout(file)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto_sub starts (apt install mosquitto-clients)");
+        MqttSubscriber {
+            child,
+            out: out.to_path_buf(),
+        }
+    }
+
+    /// Every message received so far (by this and earlier subscribers on the same file), as
+    /// (topic, JSON payload), in arrival order.
+    pub fn messages(&self) -> Vec<(String, Value)> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| {
+                let (topic, payload) = line.split_once(' ')?;
+                Some((topic.to_string(), serde_json::from_str(payload).ok()?))
+            })
+            .collect()
+    }
+}
+
+/// Publishes one message at QoS 1 with `mosquitto_pub` (the cloud sending a command).
+pub fn mqtt_publish(port: u16, topic: &str, payload: &str) {
+    let status = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-t", topic, "-q", "1", "-m", payload])
+        .status()
+        .expect("mosquitto_pub runs (apt install mosquitto-clients)");
+    assert!(status.success(), "mosquitto_pub {topic}");
+}
+
+impl Drop for MqttSubscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

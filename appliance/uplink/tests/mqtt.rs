@@ -13,7 +13,8 @@ use appliance_uplink::sender::{Sender, SenderOptions, StatusHandle, UplinkStatus
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use support::{BrokerOptions, Message, Mosquitto, Subscriber, TestCa, event, open_store};
+use appliance_tests::brokers::{BrokerOptions, Mosquitto};
+use support::{Message, Subscriber, TestCa, event, open_store};
 
 const DEVICE: &str = "box-1";
 const EVENTS: &str = "appliance/box-1/events";
