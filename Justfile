@@ -7,9 +7,13 @@ export PATH := env("HOME") + "/.cargo/bin:" + env("PATH")
 default:
     @just --list
 
-# Install what running and testing need (idempotent).
+# Install what building and running need (idempotent).
 setup:
     scripts/setup-packages.sh
+
+# Install that and the test peers (idempotent; the first time builds tansu, ~10 minutes).
+setup-test:
+    scripts/setup-packages.sh --test
 
 # Build and run the appliance on embedded defaults: data in ./var, API on 127.0.0.1:8080.
 run *ARGS: setup
@@ -17,7 +21,7 @@ run *ARGS: setup
     ./target/release/applianced run {{ ARGS }}
 
 # Format check, lints, then every test (unit, end-to-end with the real binaries, crash cycles).
-test: setup lint
+test: setup-test lint
     cargo build --workspace --bins
     cargo nextest run --workspace --no-fail-fast
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the appliance and its tests use, if missing. Each issue that adds a
-# runtime or test peer (mosquitto, sipp, GStreamer, …) adds its packages here.
+# runtime or test peer (mosquitto, sipp, GStreamer, …) adds its packages here. With `--test` it
+# also installs the test peers that take long to build (tansu): `just test` passes it, `just run`
+# does not.
 set -euo pipefail
 
 packages=(
@@ -19,7 +21,7 @@ packages=(
   libssl-dev # rdkafka's bundled librdkafka links OpenSSL for TLS and SASL/SCRAM (build dependency)
   zlib1g-dev # librdkafka's gzip support, found by its configure script (build dependency)
   mosquitto # MQTT broker: appliance-uplink's tests start one per test on a loopback port
-  mosquitto-clients # mosquitto_sub/mosquitto_pub, to watch an uplink by hand
+  mosquitto-clients # mosquitto_sub/mosquitto_pub: the cloud side of tests/uplink.rs, and by hand
 )
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -38,7 +40,7 @@ fi
 # storage needs the `dynostore` feature. The build takes about 10 minutes on 2 cores, hence once
 # per machine, not per test run. Pinned: the tests use its 0.6 command line.
 export PATH="$HOME/.cargo/bin:$PATH"
-if ! command -v tansu >/dev/null; then
+if [ "${1:-}" = --test ] && ! command -v tansu >/dev/null; then
   echo "setup: installing tansu (cargo install, ~10 minutes)"
   cargo install --locked tansu@0.6.0 --features dynostore
 fi
