@@ -699,38 +699,38 @@ impl Config {
         if overrides.is_empty() {
             return Ok(self);
         }
+        let file_table = table.clone();
         let mut applied = Vec::new();
         for (var, raw) in overrides {
             let path = env_key(&var)?;
-            let (key, tables) = path
-                .split_last()
-                .expect("env_key yields at least two parts");
-            let mut table_ref = &mut table;
-            for name in tables {
-                table_ref = table_ref
-                    .entry(name.as_str())
-                    .or_insert_with(|| Value::Table(Table::new()))
-                    .as_table_mut()
-                    .ok_or_else(|| ConfigError::in_env(&var, format!("`{name}` is not a table")))?;
-            }
-            table_ref.insert(key.clone(), env_value(&raw));
-            applied.push((path.join("."), var));
+            apply_override(&mut table, &path, &var, &raw)?;
+            applied.push((var, path, raw));
         }
         // Checked once all are applied: a table such as `[uplink.mqtt]` may need several
-        // variables together (its `url` and its `password`). The error is pinned on the variable
-        // whose key it is about, or that sits in the table it is about.
+        // variables together (its `url` and its `password`).
         serde_path_to_error::deserialize(Value::Table(table)).map_err(|err| {
-            let at = err.path().to_string();
-            let culprit = applied
-                .iter()
-                .filter(|(key, _)| {
-                    key == &at || key.starts_with(&format!("{at}.")) || at.starts_with(key.as_str())
+            // Pin the error on a variable that is wrong by itself (an unknown key, a bad value),
+            // else on the variables of the table the error is about (a key missing there).
+            let alone = applied.iter().find_map(|(var, path, raw)| {
+                let mut solo = file_table.clone();
+                apply_override(&mut solo, path, var, raw).err().or_else(|| {
+                    serde_path_to_error::deserialize::<_, Config>(Value::Table(solo))
+                        .err()
+                        .filter(|e| !e.inner().to_string().starts_with("missing field"))
+                        .map(|e| ConfigError::in_env(var, error::describe(e.inner())))
                 })
-                .max_by_key(|(key, _)| key.len())
-                .or(applied.last())
-                .map(|(_, var)| var.as_str())
-                .unwrap_or(ENV_PREFIX);
-            ConfigError::in_env(culprit, error::describe(err.inner()))
+            });
+            alone.unwrap_or_else(|| {
+                let at = err.path().to_string();
+                let culprit = applied
+                    .iter()
+                    .map(|(var, path, _)| (var, path.join(".")))
+                    .filter(|(_, key)| key.starts_with(&format!("{at}.")))
+                    .map(|(var, _)| var.as_str())
+                    .next()
+                    .unwrap_or(ENV_PREFIX);
+                ConfigError::in_env(culprit, error::describe(err.inner()))
+            })
         })
     }
 
@@ -910,6 +910,28 @@ telemetry_interval = {telemetry_interval}
 /// `value` as a quoted and escaped TOML string.
 fn toml_string(value: impl Display) -> Value {
     Value::String(value.to_string())
+}
+
+/// Sets the key at `path` in `table` to the variable's value, making the tables on the way.
+fn apply_override(
+    table: &mut Table,
+    path: &[String],
+    var: &str,
+    raw: &str,
+) -> Result<(), ConfigError> {
+    let (key, tables) = path
+        .split_last()
+        .expect("env_key yields at least two parts");
+    let mut table_ref = table;
+    for name in tables {
+        table_ref = table_ref
+            .entry(name.as_str())
+            .or_insert_with(|| Value::Table(Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| ConfigError::in_env(var, format!("`{name}` is not a table")))?;
+    }
+    table_ref.insert(key.clone(), env_value(raw));
+    Ok(())
 }
 
 /// Splits `APPLIANCE_<SECTION>__<KEY>` (or `APPLIANCE_<SECTION>__<TABLE>__<KEY>` for a nested

@@ -597,6 +597,22 @@ fn uplink_tables_switch_upstreams_on_and_are_checked() {
     ])
     .unwrap();
     assert_eq!(config.uplink.mqtt.unwrap().password, "p");
+    // A variable wrong by itself is named, whichever others come with it.
+    let err = from_env(&[
+        ("APPLIANCE_HTTPS__LISTEN", "x"),
+        ("APPLIANCE_SIP__LISTEN", "127.0.0.1:5060"),
+    ])
+    .unwrap_err();
+    assert!(
+        err.starts_with("environment APPLIANCE_HTTPS__LISTEN"),
+        "{err}"
+    );
+    let err = from_env(&[
+        ("APPLIANCE_SIP__LISTN", "x"),
+        ("APPLIANCE_SIP__PASSWORD", "p"),
+    ])
+    .unwrap_err();
+    assert!(err.starts_with("environment APPLIANCE_SIP__LISTN"), "{err}");
     let err = from_env(&[("APPLIANCE_UPLINK__MQTT__PASSWORD", "p")]).unwrap_err();
     assert!(
         err.contains("APPLIANCE_UPLINK__MQTT__PASSWORD") && err.contains("url"),

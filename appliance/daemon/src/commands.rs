@@ -16,6 +16,8 @@ use crate::sip::SipHandle;
 
 /// Store namespace of command results, by command id.
 const RESULTS_NAMESPACE: &str = "uplink.commands";
+/// How long a command's result is kept to answer repeats of it.
+const KEEP_RESULTS: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 pub struct Commands {
     store: EventStore,
@@ -48,7 +50,9 @@ impl Commands {
         let now = Timestamp::now();
         let result = match admit(payload, topic_type, now, |id| self.stored(id)) {
             Admission::Repeat(result) => return result,
-            Admission::Answer(result) => result,
+            // Not stored: anyone who can publish to the command topic could otherwise fill the
+            // store, or make a real command's id answer with a rejection forever.
+            Admission::Answer(result) => return self.log(result),
             Admission::Run(command) => self.run(&command, now).await,
         };
         if let Some(id) = &result.id {
@@ -62,8 +66,41 @@ impl Commands {
                 tracing::error!(command = id, error = %e, "cannot store a command result");
             }
         }
+        self.log(result)
+    }
+
+    fn log(&self, result: CommandResult) -> CommandResult {
         tracing::info!(command = ?result.id, kind = ?result.kind, status = ?result.status, "cloud command");
         result
+    }
+
+    /// Forgets results older than [`KEEP_RESULTS`]: the cloud repeats a command for minutes or
+    /// hours, not weeks.
+    pub async fn prune(&self) {
+        let Ok(entries) = self.store.state_entries(RESULTS_NAMESPACE) else {
+            return;
+        };
+        let horizon = Timestamp::now().as_millis() - KEEP_RESULTS.as_millis() as i64;
+        let stale: Vec<StateChange> = entries
+            .into_iter()
+            .filter(|(_, bytes)| {
+                serde_json::from_slice::<CommandResult>(bytes)
+                    .map_or(true, |r| r.at.as_millis() < horizon)
+            })
+            .map(|(key, _)| StateChange {
+                namespace: RESULTS_NAMESPACE,
+                key,
+                value: None,
+            })
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        let count = stale.len();
+        match self.store.commit(Vec::new(), stale).await {
+            Ok(_) => tracing::info!(count, "forgot old command results"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune command results"),
+        }
     }
 
     fn stored(&self, id: &str) -> Option<CommandResult> {

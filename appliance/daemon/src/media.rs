@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use appliance_config::MediaConfig;
 use appliance_gb28181::sdp::MediaTransport;
 use appliance_media::receive::{ReceiveStats, RtpReceiver};
@@ -152,8 +154,9 @@ impl MediaEndpoints {
         Err(MediaError::NoFreePort(range.to_string()))
     }
 
-    /// Starts receiving on `opened` for the session `call_id`, accepting RTP with `ssrc` only.
-    pub fn attach(self: &Arc<Self>, call_id: &str, opened: Opened, ssrc: u32) {
+    /// Starts receiving on `opened` for the session `call_id` with the device at `device`,
+    /// accepting RTP with `ssrc` only.
+    pub fn attach(self: &Arc<Self>, call_id: &str, opened: Opened, ssrc: u32, device: IpAddr) {
         let receiver = Arc::new(Mutex::new(RtpReceiver::new(ssrc)));
         let (phase, phase_rx) = watch::channel(Phase::Offered);
         let stop = CancellationToken::new();
@@ -171,8 +174,10 @@ impl MediaEndpoints {
         let call_id = call_id.to_string();
         tokio::spawn(async move {
             let outcome = tokio::select! {
+                // First: a session closed on purpose is not a gone stream.
+                biased;
                 _ = stop.cancelled() => None,
-                outcome = media.receive(opened.socket, &receiver, phase_rx) => Some(outcome),
+                outcome = media.receive(opened.socket, &receiver, phase_rx, device) => Some(outcome),
             };
             if let Some(why) = outcome {
                 tracing::info!(call_id, why, "stream gone");
@@ -204,12 +209,15 @@ impl MediaEndpoints {
         Some((endpoint.port, lock(&endpoint.receiver).snapshot()))
     }
 
-    /// Receives until the stream is gone; returns why.
+    /// Receives until the stream is gone; returns why. `device` is the device's signalling
+    /// address: only it may connect to a passive TCP endpoint, and an active one dials only an
+    /// address that could be the device's.
     async fn receive(
         &self,
         socket: Bound,
         receiver: &Mutex<RtpReceiver>,
         mut phase: watch::Receiver<Phase>,
+        device: IpAddr,
     ) -> &'static str {
         let timeout = self.config.stream_timeout.get();
         // Nothing is expected before the device answered; the platform's INVITE timeout covers
@@ -222,23 +230,38 @@ impl MediaEndpoints {
                 return "session closed";
             }
         };
+        // The stream is gone when nothing with the agreed SSRC came for `timeout`: packets with
+        // another SSRC (say a camera still sending an old session's stream to this port) do not
+        // keep a session alive.
+        let mut quiet_since = Instant::now();
         match socket {
             Bound::Udp(socket) => {
                 let mut buf = vec![0u8; MAX_DATAGRAM];
                 loop {
-                    match tokio::time::timeout(timeout, socket.recv_from(&mut buf)).await {
-                        Err(_) => return "no RTP within media.stream_timeout",
-                        Ok(Err(e)) => {
-                            tracing::debug!(error = %e, "RTP receive error");
+                    let read = socket.recv_from(&mut buf);
+                    match tokio::time::timeout_at(quiet_since + timeout, read).await {
+                        Err(_) => return "no RTP with the agreed SSRC within media.stream_timeout",
+                        Ok(Err(e)) => tracing::debug!(error = %e, "RTP receive error"),
+                        Ok(Ok((n, _))) => {
+                            if self.count(receiver, &buf[..n]) {
+                                quiet_since = Instant::now();
+                            }
                         }
-                        Ok(Ok((n, _))) => self.count(receiver, &buf[..n]),
                     }
                 }
             }
             Bound::Listener(listener) => {
-                let stream = match tokio::time::timeout(timeout, listener.accept()).await {
-                    Ok(Ok((stream, _))) => stream,
-                    _ => return "the device did not connect within media.stream_timeout",
+                let deadline = quiet_since + timeout;
+                let stream = loop {
+                    match tokio::time::timeout_at(deadline, listener.accept()).await {
+                        Ok(Ok((stream, peer))) if same_host(peer.ip(), device) => break stream,
+                        // Someone else (a port scan, a stale camera): not the session's stream.
+                        Ok(Ok((_, peer))) => {
+                            tracing::warn!(%peer, %device, "refused a media connection from another host");
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, "media accept failed"),
+                        Err(_) => return "the device did not connect within media.stream_timeout",
+                    }
                 };
                 self.receive_tcp(stream, receiver, timeout).await
             }
@@ -246,6 +269,10 @@ impl MediaEndpoints {
                 let Some(remote) = remote else {
                     return "the device's answer has no address to connect to";
                 };
+                if !dialable(remote.ip(), device) {
+                    tracing::warn!(%remote, %device, "not dialling the media address the device's answer names");
+                    return "the device's answer names an address the box will not dial";
+                }
                 match tokio::time::timeout(timeout, socket.connect(remote)).await {
                     Ok(Ok(stream)) => self.receive_tcp(stream, receiver, timeout).await,
                     _ => "cannot connect to the device's media port",
@@ -262,21 +289,25 @@ impl MediaEndpoints {
     ) -> &'static str {
         let mut deframer = Deframer::new();
         let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut quiet_since = Instant::now();
         loop {
-            match tokio::time::timeout(timeout, stream.read(&mut buf)).await {
-                Err(_) => return "no RTP within media.stream_timeout",
+            match tokio::time::timeout_at(quiet_since + timeout, stream.read(&mut buf)).await {
+                Err(_) => return "no RTP with the agreed SSRC within media.stream_timeout",
                 Ok(Ok(0)) | Ok(Err(_)) => return "the device closed the media connection",
                 Ok(Ok(n)) => {
                     deframer.push(&buf[..n]);
                     while let Some(packet) = deframer.next_packet() {
-                        self.count(receiver, &packet);
+                        if self.count(receiver, &packet) {
+                            quiet_since = Instant::now();
+                        }
                     }
                 }
             }
         }
     }
 
-    fn count(&self, receiver: &Mutex<RtpReceiver>, packet: &[u8]) {
+    /// Counts one packet; true when it carried the session's SSRC.
+    fn count(&self, receiver: &Mutex<RtpReceiver>, packet: &[u8]) -> bool {
         let mut receiver = lock(receiver);
         let before = receiver.snapshot();
         receiver.on_packet(packet, now_ms());
@@ -285,7 +316,24 @@ impl MediaEndpoints {
         self.metrics
             .wrong_ssrc
             .inc_by(after.wrong_ssrc - before.wrong_ssrc);
+        after.packets > before.packets
     }
+}
+
+/// Whether two addresses are one host (an IPv4 peer may show as IPv4-mapped IPv6).
+fn same_host(a: IpAddr, b: IpAddr) -> bool {
+    a.to_canonical() == b.to_canonical()
+}
+
+/// Whether the box may dial `remote`, the media address a device's answer names: never an
+/// unspecified or multicast address, and loopback only for a device on this host (tests, the
+/// simulator), so a device cannot point the box at its own local services.
+fn dialable(remote: IpAddr, device: IpAddr) -> bool {
+    let remote = remote.to_canonical();
+    if remote.is_unspecified() || remote.is_multicast() {
+        return false;
+    }
+    !remote.is_loopback() || device.to_canonical().is_loopback()
 }
 
 fn bind(transport: MediaTransport, addr: SocketAddr) -> Option<Bound> {
@@ -295,13 +343,16 @@ fn bind(transport: MediaTransport, addr: SocketAddr) -> Option<Bound> {
             socket.set_nonblocking(true).ok()?;
             Some(Bound::Udp(UdpSocket::from_std(socket).ok()?))
         }
+        // SO_REUSEADDR: a port whose last TCP session is in TIME_WAIT is free for the next.
         MediaTransport::TcpPassive => {
             let socket = TcpSocket::new_v4().ok()?;
+            socket.set_reuseaddr(true).ok()?;
             socket.bind(addr).ok()?;
-            Some(Bound::Listener(socket.listen(1).ok()?))
+            Some(Bound::Listener(socket.listen(4).ok()?))
         }
         MediaTransport::TcpActive => {
             let socket = TcpSocket::new_v4().ok()?;
+            socket.set_reuseaddr(true).ok()?;
             socket.bind(addr).ok()?;
             Some(Bound::Dialer(socket))
         }

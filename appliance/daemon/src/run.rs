@@ -80,6 +80,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         &mut registry,
         &shutdown,
     )?;
+    let sip_for_stop = sip.clone();
     let state = AppState::new(
         store.clone(),
         Some(sip),
@@ -118,6 +119,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let signal_name = stop_signal.await;
     tracing::info!(signal = signal_name, "stopping");
     systemd::stopping();
+    sip_for_stop.hang_up_all().await;
     shutdown.cancel();
     match tokio::time::timeout(HTTP_DRAIN, server).await {
         Ok(result) => result?.context("HTTP server failed")?,

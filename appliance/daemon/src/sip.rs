@@ -171,12 +171,22 @@ impl SipHandle {
                 .map(|s| s.ssrc.value())
                 .expect("a session just started");
             // Receiving and waiting are set up before the INVITE leaves: the answer may be quick.
-            self.executor.media.attach(&call_id, opened, ssrc);
+            self.executor
+                .media
+                .attach(&call_id, opened, ssrc, device_addr.ip());
             lock(&self.executor.starting).insert(call_id.clone(), tx);
             (call_id, outputs)
         };
+        // Should the caller go away while the device rings (an HTTP client that timed out), the
+        // session it asked for must not live on unwatched: hang it up.
+        let mut abandoned = HangUpOnDrop {
+            sip: Some(self.clone()),
+            call_id: call_id.clone(),
+        };
         self.executor.run(outputs).await;
-        match tokio::time::timeout(SESSION_START_WAIT, rx).await {
+        let outcome = tokio::time::timeout(SESSION_START_WAIT, rx).await;
+        abandoned.sip = None;
+        match outcome {
             Ok(Ok(Ok(()))) => Ok(call_id),
             Ok(Ok(Err(EndReason::Refused(status)))) => Err(StartError::Refused(status)),
             Ok(Ok(Err(EndReason::Timeout))) => Err(StartError::Timeout),
@@ -213,6 +223,29 @@ impl SipHandle {
         Ok(())
     }
 
+    /// On shutdown, before the sockets close: BYE every session, so devices stop sending to
+    /// ports about to close, and give the BYEs a moment to leave (over TCP they go through the
+    /// connection's writer task).
+    pub async fn hang_up_all(&self) {
+        let outputs: Vec<Output> = {
+            let mut platform = lock(&self.platform);
+            let call_ids: Vec<String> = platform
+                .sessions()
+                .map(|s| s.call_id().to_string())
+                .collect();
+            call_ids
+                .iter()
+                .flat_map(|call_id| platform.stop_session(call_id, now_ms()))
+                .collect()
+        };
+        if outputs.is_empty() {
+            return;
+        }
+        tracing::info!("hanging up media sessions before stopping");
+        self.executor.run(outputs).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     /// Every media session, oldest Call-ID order not guaranteed.
     pub fn sessions(&self) -> Vec<SessionSnapshot> {
         let sessions: Vec<Session> = lock(&self.platform).sessions().cloned().collect();
@@ -226,6 +259,25 @@ impl SipHandle {
     }
 }
 
+/// Hangs a starting session up when dropped while still armed (`sip` set).
+struct HangUpOnDrop {
+    sip: Option<SipHandle>,
+    call_id: String,
+}
+
+impl Drop for HangUpOnDrop {
+    fn drop(&mut self) {
+        if let Some(sip) = self.sip.take() {
+            let call_id = std::mem::take(&mut self.call_id);
+            tracing::info!(call_id, "the session's requester left; hanging up");
+            tokio::spawn(async move {
+                lock(&sip.executor.starting).remove(&call_id);
+                sip.stop_session(&call_id).await;
+            });
+        }
+    }
+}
+
 /// The local address the kernel would use to reach `remote`: the interface facing the device,
 /// which is where it can send RTP (no packet is sent).
 fn local_ip_towards(remote: SocketAddr) -> Option<IpAddr> {
@@ -235,7 +287,9 @@ fn local_ip_towards(remote: SocketAddr) -> Option<IpAddr> {
     };
     let socket = std::net::UdpSocket::bind(unspecified).ok()?;
     socket.connect(remote).ok()?;
-    let ip = socket.local_addr().ok()?.ip();
+    // An IPv4 device reached over a dual-stack socket shows as IPv4-mapped IPv6; SDP must say
+    // IP4 then, which IPv4 cameras understand.
+    let ip = socket.local_addr().ok()?.ip().to_canonical();
     (!ip.is_unspecified()).then_some(ip)
 }
 
@@ -679,10 +733,7 @@ async fn clock(
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = shutdown.cancelled() => {
-                hang_up_all(&platform, &executor).await;
-                return;
-            }
+            _ = shutdown.cancelled() => return,
         }
         let (outputs, counters) = {
             let mut platform = lock(&platform);
@@ -696,25 +747,6 @@ async fn clock(
         executor.run(outputs).await;
         mirror(&metrics, &last, &counters);
         last = counters;
-    }
-}
-
-/// On shutdown: BYE every session, so devices stop sending to ports about to close.
-async fn hang_up_all(platform: &Mutex<Platform>, executor: &Arc<Executor>) {
-    let outputs: Vec<Output> = {
-        let mut platform = lock(platform);
-        let call_ids: Vec<String> = platform
-            .sessions()
-            .map(|s| s.call_id().to_string())
-            .collect();
-        call_ids
-            .iter()
-            .flat_map(|call_id| platform.stop_session(call_id, now_ms()))
-            .collect()
-    };
-    if !outputs.is_empty() {
-        tracing::info!("hanging up media sessions before stopping");
-        executor.run(outputs).await;
     }
 }
 

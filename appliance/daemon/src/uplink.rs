@@ -198,6 +198,7 @@ async fn run_commands(
     side: MqttSideChannel,
     shutdown: CancellationToken,
 ) {
+    commands.prune().await;
     loop {
         let message = tokio::select! {
             m = downlink.recv() => m,

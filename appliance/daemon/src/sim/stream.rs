@@ -9,7 +9,6 @@ use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -129,7 +128,6 @@ impl Sink {
 pub struct Stream {
     stop: Arc<AtomicBool>,
     paused: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl Stream {
@@ -144,7 +142,7 @@ impl Stream {
     ) -> Stream {
         let stop = Arc::new(AtomicBool::new(false));
         let paused = Arc::new(AtomicBool::new(false));
-        let thread = {
+        {
             let stop = stop.clone();
             let paused = paused.clone();
             std::thread::spawn(
@@ -153,13 +151,9 @@ impl Stream {
                     Ok(false) => {}
                     Err(e) => tracing::warn!(ssrc, "stream failed: {e:#}"),
                 },
-            )
-        };
-        Stream {
-            stop,
-            paused,
-            thread: Some(thread),
+            );
         }
+        Stream { stop, paused }
     }
 
     /// Pausing drops frames, as a device pausing a playback sends nothing.
@@ -169,11 +163,10 @@ impl Stream {
 }
 
 impl Drop for Stream {
+    /// Tells the thread to stop and leaves it to finish on its own: joining here would block a
+    /// signalling task for as long as the thread sits in GStreamer's start-up or a connect.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
