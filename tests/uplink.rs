@@ -103,7 +103,15 @@ fn received(subscriber: &MqttSubscriber) -> Vec<(u64, String)> {
 
 /// Every stored event arrived; a sequence number always names the same event (duplicates
 /// only with the same id); after each resend the sequence runs forward again.
-fn assert_complete_and_ordered(daemon: &Daemon, messages: &[(u64, String)]) {
+fn assert_complete_and_ordered(daemon: &Daemon, subscriber: &MqttSubscriber) {
+    // The broker acknowledged everything; give it a moment to hand the last ones to the cloud.
+    let stored = stored_ids(daemon);
+    wait_for(Duration::from_secs(5), || {
+        let arrived: BTreeSet<String> =
+            received(subscriber).into_iter().map(|(_, id)| id).collect();
+        stored.is_subset(&arrived)
+    });
+    let messages = &received(subscriber);
     let mut by_seq = BTreeMap::new();
     for (seq, id) in messages {
         let previous = by_seq.insert(*seq, id.clone());
@@ -113,7 +121,6 @@ fn assert_complete_and_ordered(daemon: &Daemon, messages: &[(u64, String)]) {
         );
     }
     let arrived: BTreeSet<String> = by_seq.values().cloned().collect();
-    let stored = stored_ids(daemon);
     let missing: Vec<_> = stored.difference(&arrived).collect();
     assert!(missing.is_empty(), "never arrived: {missing:?}");
     // In order: each event arrives for the first time after every event committed before it
@@ -166,8 +173,7 @@ fn every_event_arrives_in_order_across_a_broker_outage() {
     let subscriber = MqttSubscriber::start(port, TOPIC, &out);
     drop(sim);
     assert!(drained(&daemon), "{}", mqtt_status(&daemon));
-    std::thread::sleep(Duration::from_millis(500));
-    assert_complete_and_ordered(&daemon, &received(&subscriber));
+    assert_complete_and_ordered(&daemon, &subscriber);
     let (_, health) = daemon.get("/api/v1/health");
     assert_eq!(health["subsystems"]["uplink"]["status"], "ok", "{health}");
     let (_, metrics) = daemon.get_text("/metrics");
@@ -207,13 +213,12 @@ fn a_daemon_killed_mid_drain_resends_only_what_was_not_acknowledged() {
 
     let second = daemon(&box_dir, port, &batch);
     assert!(drained(&second), "{}", mqtt_status(&second));
-    std::thread::sleep(Duration::from_millis(500));
+    assert_complete_and_ordered(&second, &subscriber);
     let messages = received(&subscriber);
     assert!(
         messages.len() > before_restart,
         "the restarted daemon went on"
     );
-    assert_complete_and_ordered(&second, &messages);
     let repeats = messages.len()
         - messages
             .iter()
@@ -297,7 +302,7 @@ fn both_upstreams_get_every_event_kafka_keyed_by_camera() {
     });
     assert!(all_drained, "{}", daemon.get("/api/v1/uplink").1);
     let stored = stored_ids(&daemon);
-    assert_complete_and_ordered(&daemon, &received(&subscriber));
+    assert_complete_and_ordered(&daemon, &subscriber);
     let messages = tansu.read("box.events", stored.len());
     let mut per_camera: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut ids = BTreeSet::new();
@@ -362,6 +367,11 @@ fn telemetry_and_cloud_commands_share_the_mqtt_connection() {
         "{snapshot}"
     );
     assert_eq!(snapshot["uplinks"][0]["name"], "mqtt");
+    let (_, uplink) = daemon.get("/api/v1/uplink");
+    assert_eq!(
+        uplink["media"]["queued"], 0,
+        "alarms carry no media: {uplink}"
+    );
     let (status, local) = daemon.get("/api/v1/telemetry");
     assert_eq!(status, 200);
     assert_eq!(local["schema"], "appliance.telemetry.v1");

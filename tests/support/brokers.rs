@@ -20,6 +20,20 @@ pub struct BrokerOptions {
     pub users: Vec<(String, String)>,
     /// A second listener with TLS (and client certificates required) on another port.
     pub tls: Option<TlsFiles>,
+    /// `max_packet_size`: the largest packet the broker takes, stated in its CONNACK to MQTT 5
+    /// clients.
+    pub max_packet_size: Option<u32>,
+    /// `message_size_limit`: the largest payload the broker takes, not stated up front; a larger
+    /// QoS 1 message from an MQTT 5 client gets a PUBACK with reason 0x95 (packet too large).
+    pub message_size_limit: Option<u32>,
+    /// The lines of an ACL file (`topic read …`, `topic readwrite …`); before any `user` line
+    /// they apply to anonymous clients. A QoS 1 message it denies gets a PUBACK with reason
+    /// 0x87 (not authorized).
+    pub acl: Vec<String>,
+    /// `max_queued_messages` per offline subscriber; `None`: unlimited, so that a test counts
+    /// every message. mosquitto 2.0.11 unlimited ends a client's connection right after it
+    /// refuses one of its messages by PUBACK: a test of refusals sets a limit.
+    pub max_queued_messages: Option<u32>,
 }
 
 /// PEM files for a TLS listener.
@@ -80,9 +94,15 @@ impl Mosquitto {
             "log_type error\nlog_type warning\nlog_type notice\nlog_type information"
         )
         .unwrap();
-        // Offline subscribers keep everything: a test counts every message.
-        writeln!(conf, "max_queued_messages 0").unwrap();
+        let queued = self.options.max_queued_messages.unwrap_or(0);
+        writeln!(conf, "max_queued_messages {queued}").unwrap();
         writeln!(conf, "per_listener_settings false").unwrap();
+        if let Some(max) = self.options.max_packet_size {
+            writeln!(conf, "max_packet_size {max}").unwrap();
+        }
+        if let Some(max) = self.options.message_size_limit {
+            writeln!(conf, "message_size_limit {max}").unwrap();
+        }
         if self.options.users.is_empty() {
             writeln!(conf, "allow_anonymous true").unwrap();
         } else {
@@ -102,6 +122,11 @@ impl Mosquitto {
             }
             writeln!(conf, "allow_anonymous false").unwrap();
             writeln!(conf, "password_file {}", passwords.display()).unwrap();
+        }
+        if !self.options.acl.is_empty() {
+            let acl = dir.join("acl");
+            std::fs::write(&acl, self.options.acl.join("\n") + "\n").unwrap();
+            writeln!(conf, "acl_file {}", acl.display()).unwrap();
         }
         writeln!(conf, "listener {} 127.0.0.1", self.port).unwrap();
         if let (Some(tls), Some(port)) = (&self.options.tls, self.tls_port) {

@@ -15,6 +15,7 @@ use appliance_uplink::Publisher;
 use appliance_uplink::kafka::{
     KafkaConfig, KafkaPublisher, KafkaSecurity, KafkaTls, SaslMechanism,
 };
+use appliance_uplink::media::{MediaOptions, MediaStatus, MediaStatusHandle, MediaUploader};
 use appliance_uplink::mqtt::{Downlink, MqttConfig, MqttPublisher, MqttSideChannel};
 use appliance_uplink::sender::{Sender, SenderOptions, StatusHandle, UplinkStatus};
 use appliance_uplink::telemetry::{CameraCounts, Collector, Telemetry};
@@ -61,12 +62,18 @@ pub async fn device_id(config: &UplinkConfig, store: &EventStore) -> anyhow::Res
 #[derive(Clone, Default)]
 pub struct Uplinks {
     statuses: Arc<Vec<StatusHandle>>,
+    /// The media uploader's status (MQTT only).
+    media: Option<MediaStatusHandle>,
     telemetry: Arc<Mutex<Option<Telemetry>>>,
 }
 
 impl Uplinks {
     pub fn statuses(&self) -> Vec<UplinkStatus> {
         self.statuses.iter().map(StatusHandle::snapshot).collect()
+    }
+
+    pub fn media(&self) -> Option<MediaStatus> {
+        self.media.as_ref().map(MediaStatusHandle::snapshot)
     }
 
     /// The last telemetry snapshot (taken every `uplink.telemetry_interval`, the first at start).
@@ -121,9 +128,14 @@ pub fn start(
     };
     let mut statuses = Vec::new();
     let mut side_channel = None;
+    let mut media = None;
     if let Some(mqtt) = &config.mqtt {
         let mut publisher =
             MqttPublisher::new(mqtt_config(mqtt, device_id)).context("[uplink.mqtt]")?;
+        // Before the publisher goes to its sender: the uploader is what makes it queue media.
+        let uploader = MediaUploader::new(store.clone(), &mut publisher, MediaOptions::default());
+        media = Some(uploader.status());
+        tokio::spawn(uploader.run(shutdown.clone()));
         let side = publisher.side_channel();
         let downlink = publisher
             .take_downlink()
@@ -145,6 +157,7 @@ pub fn start(
     }
     let uplinks = Uplinks {
         statuses: Arc::new(statuses),
+        media,
         telemetry: Arc::default(),
     };
     tokio::spawn(telemetry(

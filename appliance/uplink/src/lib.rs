@@ -13,12 +13,14 @@
 //! * [`sender`]: the drain loop, its cursor and its [`sender::UplinkStatus`].
 //! * [`mqtt`]: the MQTT 5 upstream (rumqttc), done only on PUBACK.
 //! * [`kafka`]: the Kafka upstream (rdkafka), an idempotent producer, done only on acks=all.
+//! * [`media`]: the media of delivered events, queued durably and uploaded after them over MQTT.
 //! * [`telemetry`]: the box's health snapshot (`/proc`, `/sys`), sent best-effort on the MQTT
 //!   side channel.
 
 pub mod backoff;
 pub mod commands;
 pub mod kafka;
+pub mod media;
 pub mod mqtt;
 pub mod schema;
 pub mod sender;
@@ -26,6 +28,8 @@ pub mod telemetry;
 
 use std::future::Future;
 use std::time::Duration;
+
+use crate::media::MediaQueue;
 
 /// One event on its way upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,4 +65,11 @@ pub trait Publisher: Send + 'static {
 
     /// "mqtt", "kafka": for logs, metrics, the cursor's key.
     fn name(&self) -> &'static str;
+
+    /// Where the sender queues the media of the events this upstream delivered, in the commit
+    /// that moves its cursor, for an uploader to send after them; `None`: this upstream sends
+    /// no media.
+    fn media_queue(&self) -> Option<&MediaQueue> {
+        None
+    }
 }

@@ -14,26 +14,31 @@
 //!
 //! Matching PUBACKs to messages: on one connection the event loop takes publishes from its
 //! request channel in the order we put them there and reports each as `Outgoing::Publish(pkid)`
-//! when it assigns the packet id, so the n-th such report with a packet id is our n-th QoS 1
-//! message (QoS 0 ones, from the side channel, are reported with pkid 0); a PUBACK names the
-//! pkid, and rumqttc reuses a pkid only once it is acknowledged.
+//! when it assigns the packet id, so the n-th such report with a packet id is the n-th QoS 1
+//! message put in the channel (QoS 0 ones, from the side channel, are reported with pkid 0); a
+//! PUBACK names the pkid, and rumqttc reuses a pkid only once it is acknowledged. Two tasks put
+//! QoS 1 messages on a connection (the sender's events, the media uploader's files), so the
+//! ordinals are the connection's, not the sender's: whoever puts one in the channel holds the
+//! connection's `Ordinals` lock until it is there and takes the next ordinal. An event batch
+//! therefore knows the exact ordinals of its messages, which need not be consecutive.
 //!
 //! The side channel ([`MqttSideChannel`]): telemetry and command results go over the events'
 //! connection (one connection per box, one presence), at QoS 0 and only while it is up. A
 //! snapshot missed while offline is not worth sending later, so nothing is queued and the outbox
 //! is not involved; the publisher shares each connection with its side channels once it is
-//! established and withdraws it when the connection goes.
+//! established and withdraws it when the connection goes. The media uploader
+//! ([`crate::media`]) publishes on it too, at QoS 1, and waits for its own PUBACK.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use appliance_model::Timestamp;
 use rumqttc::Outgoing as MqttOutgoing;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{
-    ConnectReturnCode, LastWill, Packet, PubAckReason, PublishProperties,
+    ConnectReturnCode, LastWill, Packet, PubAckReason, Publish, PublishProperties,
 };
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, StateError};
 use rumqttc::{TlsConfiguration, Transport};
@@ -43,6 +48,7 @@ use rustls::{ClientConfig, RootCertStore};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::media::MediaQueue;
 use crate::schema::StatusMessage;
 use crate::{Outgoing, PublishError, Publisher};
 
@@ -240,6 +246,9 @@ pub struct MqttPublisher {
     /// until the daemon takes it.
     downlink: mpsc::Sender<Downlink>,
     downlink_rx: Option<mpsc::Receiver<Downlink>>,
+    /// Where the sender queues delivered events' media, once a
+    /// [`crate::media::MediaUploader`] was made for this publisher.
+    pub(crate) media: Option<MediaQueue>,
 }
 
 /// A message from the cloud on one of our topics.
@@ -340,6 +349,7 @@ impl MqttPublisher {
             shared: SharedLink::default(),
             downlink,
             downlink_rx: Some(downlink_rx),
+            media: None,
         })
     }
 
@@ -394,7 +404,8 @@ impl MqttPublisher {
         .await?;
         let online = StatusMessage::online(&self.device_id, Timestamp::now()).to_json();
         let status = connection.enqueue(&self.status_topic, true, online).await?;
-        if let Some((_, reason)) = connection.acked(status + 1).await?.first() {
+        let refused = connection.acked(status + 1).await?;
+        if let Some((_, reason)) = refused.iter().find(|(ordinal, _)| *ordinal == status) {
             return Err(PublishError::Rejected(format!(
                 "{} refused the status message on {}: {reason}",
                 self.endpoint, self.status_topic
@@ -424,23 +435,28 @@ impl MqttPublisher {
         let Some(first) = batch.first() else {
             return Ok(());
         };
-        let mut ordinals = connection.enqueued..connection.enqueued;
+        // Ascending, with gaps where the media uploader's files went in between.
+        let mut ordinals = Vec::with_capacity(batch.len());
         for message in batch {
             let payload = message.payload.clone();
-            ordinals.end = connection
-                .enqueue(&self.events_topic, false, payload)
-                .await?
-                + 1;
+            ordinals.push(
+                connection
+                    .enqueue(&self.events_topic, false, payload)
+                    .await?,
+            );
         }
-        let refused = connection.acked(ordinals.end).await?;
+        let last = *ordinals.last().expect("the batch is not empty");
+        let refused = connection.acked(last + 1).await?;
+        // (index in the batch, reason) of our refused messages; a refused media file is the
+        // uploader's business.
         let refused: Vec<_> = refused
             .iter()
-            .filter(|(ordinal, _)| ordinals.contains(ordinal))
+            .filter_map(|(ordinal, reason)| Some((ordinals.binary_search(ordinal).ok()?, reason)))
             .collect();
         match refused.first() {
             None => Ok(()),
-            Some((ordinal, reason)) => {
-                let seq = batch[(ordinal - ordinals.start) as usize].seq;
+            Some((index, reason)) => {
+                let seq = batch[*index].seq;
                 Err(PublishError::Rejected(format!(
                     "{} refused {} of {} events on {} (seq {seq}: {reason}; batch from seq {})",
                     self.endpoint,
@@ -469,6 +485,10 @@ impl Publisher for MqttPublisher {
     fn name(&self) -> &'static str {
         "mqtt"
     }
+
+    fn media_queue(&self) -> Option<&MediaQueue> {
+        self.media.as_ref()
+    }
 }
 
 /// Publishes telemetry and command results on an [`MqttPublisher`]'s connection, at QoS 0:
@@ -495,19 +515,7 @@ impl MqttSideChannel {
     /// once the message is handed to the connection: QoS 0 has no acknowledgement, so `Ok` does
     /// not mean the broker got it. A suffix with wildcards is [`PublishError::Rejected`].
     pub async fn publish(&self, suffix: &str, payload: Vec<u8>) -> Result<(), PublishError> {
-        check_topic_part("topic suffix", suffix, true)
-            .map_err(|e| PublishError::Rejected(e.to_string()))?;
-        let link = self
-            .shared
-            .get()
-            .filter(|link| link.state.borrow().failed.is_none())
-            .ok_or_else(|| PublishError::Connection(format!("{}: not connected", self.endpoint)))?;
-        let lost = || {
-            let why = link.state.borrow().failed.clone();
-            PublishError::Connection(
-                why.unwrap_or_else(|| format!("{}: connection closed", self.endpoint)),
-            )
-        };
+        let link = self.link(suffix)?;
         let mut state = link.state.clone();
         let send = link.client.publish_with_properties(
             self.topic(suffix),
@@ -518,38 +526,167 @@ impl MqttSideChannel {
         );
         tokio::select! {
             biased;
-            sent = send => sent.map_err(|_| lost()),
+            sent = send => sent.map_err(|_| self.lost(&link)),
             // The event loop stopped with the request channel full: it will never take it.
-            _ = state.wait_for(|s| s.failed.is_some()) => Err(lost()),
+            _ = state.wait_for(|s| s.failed.is_some()) => Err(self.lost(&link)),
             () = tokio::time::sleep(SIDE_CHANNEL_WAIT) => {
                 Err(PublishError::Timeout(SIDE_CHANNEL_WAIT))
             }
         }
     }
+
+    /// Publishes `payload` on `<prefix>/<device id>/<suffix>` at QoS 1, not retained, and
+    /// returns once the broker acknowledged it; for the media uploader.
+    ///
+    /// Like [`MqttSideChannel::publish`] it fails at once without a connection and never
+    /// queues; a connection lost before the PUBACK fails it too. A message larger than the
+    /// broker takes is [`Acknowledged::TooLarge`], never sent: rumqttc would end the
+    /// connection over it.
+    pub(crate) async fn publish_acknowledged(
+        &self,
+        suffix: &str,
+        payload: Vec<u8>,
+        properties: PublishProperties,
+        ack_timeout: Duration,
+    ) -> Result<Acknowledged, PublishError> {
+        let link = self.link(suffix)?;
+        let mut packet = Publish::new(
+            self.topic(suffix),
+            QoS::AtLeastOnce,
+            payload,
+            Some(properties),
+        );
+        // Sized as it goes out: with the packet id that QoS 1 adds.
+        packet.pkid = 1;
+        let max = link.state.borrow().max_packet_size;
+        if let Some(max) = max
+            && packet.size() > max as usize
+        {
+            return Ok(Acknowledged::TooLarge(format!(
+                "{} bytes as an MQTT packet; {} takes at most {max}",
+                packet.size(),
+                self.endpoint
+            )));
+        }
+        // In a task of its own, which ends with the connection at the latest: a caller that gave
+        // up halfway could leave the message in the request channel without its ordinal,
+        // shifting every later one, and an event batch would take another message's PUBACK for
+        // its own.
+        let Link {
+            client, ordinals, ..
+        } = link.clone();
+        let topic = self.topic(suffix);
+        let queued = tokio::spawn(async move {
+            let mut next = ordinals.lock_owned().await;
+            let properties = packet.properties.unwrap_or_default();
+            client
+                .publish_with_properties(topic, QoS::AtLeastOnce, false, packet.payload, properties)
+                .await
+                .ok()?;
+            *next += 1;
+            Some(*next - 1)
+        });
+        let ordinal = queued
+            .await
+            .ok()
+            .flatten()
+            .ok_or_else(|| self.lost(&link))?;
+        let mut state = link.state.clone();
+        let wait = state.wait_for(|s| s.is_acked(ordinal) || s.failed.is_some());
+        match tokio::time::timeout(ack_timeout, wait).await {
+            Err(_) => Err(PublishError::Timeout(ack_timeout)),
+            Ok(Err(_)) => Err(self.lost(&link)),
+            Ok(Ok(s)) if s.is_acked(ordinal) => {
+                match s.refused.iter().find(|(refused, _)| *refused == ordinal) {
+                    Some((_, reason)) => Err(PublishError::Rejected(format!(
+                        "{} refused the message on {}: {reason}",
+                        self.endpoint,
+                        self.topic(suffix)
+                    ))),
+                    None => Ok(Acknowledged::Yes),
+                }
+            }
+            Ok(Ok(s)) if s.too_large == Some(ordinal) => Ok(Acknowledged::TooLarge(format!(
+                "{} refused it as too large",
+                self.endpoint
+            ))),
+            Ok(Ok(s)) => Err(PublishError::Connection(
+                s.failed.clone().unwrap_or_default(),
+            )),
+        }
+    }
+
+    /// Returns once the publisher has a connection (at once if it has one now).
+    pub(crate) async fn connected(&self) {
+        let mut links = self.shared.0.subscribe();
+        // Never closed: this handle holds the sending side too.
+        let _ = links
+            .wait_for(|link| {
+                link.as_ref()
+                    .is_some_and(|link| link.state.borrow().failed.is_none())
+            })
+            .await;
+    }
+
+    /// The established connection, for a message on `suffix`.
+    fn link(&self, suffix: &str) -> Result<Link, PublishError> {
+        check_topic_part("topic suffix", suffix, true)
+            .map_err(|e| PublishError::Rejected(e.to_string()))?;
+        self.shared
+            .get()
+            .filter(|link| link.state.borrow().failed.is_none())
+            .ok_or_else(|| PublishError::Connection(format!("{}: not connected", self.endpoint)))
+    }
+
+    fn lost(&self, link: &Link) -> PublishError {
+        let why = link.state.borrow().failed.clone();
+        PublishError::Connection(
+            why.unwrap_or_else(|| format!("{}: connection closed", self.endpoint)),
+        )
+    }
 }
 
-/// The connection a publisher has established, if any, shared with its side channels. A std
-/// mutex: it is held only to clone or replace the handle, never across an await.
-#[derive(Debug, Clone, Default)]
-struct SharedLink(Arc<Mutex<Option<Link>>>);
+/// How an acknowledged side-channel publish ended, short of an error worth a retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Acknowledged {
+    /// The broker took it.
+    Yes,
+    /// The broker will never take a message this large: why, in words.
+    TooLarge(String),
+}
 
-/// What a side channel needs of a connection: its client and whether it still stands.
+/// The connection a publisher has established, if any, shared with its side channels. A watch,
+/// so that the media uploader can wait for the next connection instead of polling for it.
+#[derive(Debug, Clone)]
+struct SharedLink(Arc<watch::Sender<Option<Link>>>);
+
+impl Default for SharedLink {
+    fn default() -> SharedLink {
+        SharedLink(Arc::new(watch::channel(None).0))
+    }
+}
+
+/// What a side channel needs of a connection: its client, the order of its QoS 1 messages and
+/// whether it still stands.
 #[derive(Debug, Clone)]
 struct Link {
     client: AsyncClient,
+    ordinals: Ordinals,
     state: watch::Receiver<LinkState>,
 }
 
+/// The next ordinal of a QoS 1 publish on one connection. Held from before a publish goes into
+/// the request channel until it is there, so that ordinals follow the channel's order whichever
+/// task publishes; see the module documentation.
+type Ordinals = Arc<tokio::sync::Mutex<u64>>;
+
 impl SharedLink {
     fn get(&self) -> Option<Link> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.0.borrow().clone()
     }
 
     fn set(&self, link: Option<Link>) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = link;
+        self.0.send_replace(link);
     }
 }
 
@@ -558,12 +695,33 @@ impl SharedLink {
 struct LinkState {
     /// CONNACK received.
     connected: bool,
-    /// PUBACKs received, refused ones included.
-    acked: u64,
+    /// The broker's Maximum Packet Size, from its CONNACK: rumqttc ends the connection rather
+    /// than send a larger packet.
+    max_packet_size: Option<u32>,
+    /// Every QoS 1 publish with an ordinal below this got its PUBACK, refused ones included.
+    acked_below: u64,
+    /// PUBACKs of later ordinals: a broker should answer in order, but need not.
+    acked_ahead: BTreeSet<u64>,
     /// (ordinal, reason) of each publish the broker refused.
     refused: Vec<(u64, String)>,
+    /// The ordinal of the publish the broker refused as too large by a PUBACK rumqttc cannot
+    /// read, which ended the connection.
+    too_large: Option<u64>,
     /// Why the connection ended; the driver has stopped.
     failed: Option<String>,
+}
+
+impl LinkState {
+    fn is_acked(&self, ordinal: u64) -> bool {
+        ordinal < self.acked_below || self.acked_ahead.contains(&ordinal)
+    }
+
+    fn ack(&mut self, ordinal: u64) {
+        self.acked_ahead.insert(ordinal);
+        while self.acked_ahead.remove(&self.acked_below) {
+            self.acked_below += 1;
+        }
+    }
 }
 
 /// One broker connection: a fresh rumqttc client and event loop, polled by a driver task.
@@ -571,8 +729,7 @@ struct Connection {
     client: AsyncClient,
     state: watch::Receiver<LinkState>,
     driver: JoinHandle<()>,
-    /// QoS 1 publishes put in the request channel so far; the next one's ordinal.
-    enqueued: u64,
+    ordinals: Ordinals,
     /// Where [`Connection::share`] puts it for the side channels.
     shared: SharedLink,
 }
@@ -601,7 +758,7 @@ impl Connection {
             client,
             state,
             driver,
-            enqueued: 0,
+            ordinals: Ordinals::default(),
             shared,
         };
         // The connect attempt is bounded by the event loop's own connection timeout.
@@ -621,6 +778,7 @@ impl Connection {
     fn share(&self) {
         self.shared.set(Some(Link {
             client: self.client.clone(),
+            ordinals: self.ordinals.clone(),
             state: self.state.clone(),
         }));
     }
@@ -640,31 +798,34 @@ impl Connection {
         )
     }
 
-    /// Queues one QoS 1 publish; returns its ordinal on this connection.
+    /// Queues one QoS 1 publish; returns its ordinal on this connection. Never abandoned halfway
+    /// while the connection lives: the sender drops a step only with its publisher, and so with
+    /// this connection.
     async fn enqueue(
-        &mut self,
+        &self,
         topic: &str,
         retain: bool,
         payload: Vec<u8>,
     ) -> Result<u64, PublishError> {
+        let mut next = self.ordinals.lock().await;
         self.client
             .publish_with_properties(topic, QoS::AtLeastOnce, retain, payload, json_properties())
             .await
             .map_err(|_| self.lost())?;
-        self.enqueued += 1;
-        Ok(self.enqueued - 1)
+        *next += 1;
+        Ok(*next - 1)
     }
 
-    /// Waits until `count` publishes of this connection are acknowledged; returns the refusals
-    /// so far.
-    async fn acked(&mut self, count: u64) -> Result<Vec<(u64, String)>, PublishError> {
+    /// Waits until every publish of this connection with an ordinal below `end` is
+    /// acknowledged; returns the refusals so far.
+    async fn acked(&mut self, end: u64) -> Result<Vec<(u64, String)>, PublishError> {
         let wait = self
             .state
-            .wait_for(|s| s.acked >= count || s.failed.is_some());
+            .wait_for(|s| s.acked_below >= end || s.failed.is_some());
         let outcome = match tokio::time::timeout(ACK_TIMEOUT, wait).await {
             Err(_) => return Err(PublishError::Timeout(ACK_TIMEOUT)),
             Ok(outcome) => outcome.map(|s| {
-                if s.acked >= count {
+                if s.acked_below >= end {
                     Ok(s.refused.clone())
                 } else {
                     Err(s.failed.clone())
@@ -688,9 +849,6 @@ fn json_properties() -> PublishProperties {
     }
 }
 
-/// Polls the event loop until the connection fails, reporting CONNACK, PUBACKs and the failure.
-/// It never polls after an error: that would reconnect at once, and reconnects are the sender's
-/// to pace.
 /// Where the driver hands the publishes the broker sends us.
 struct Incoming {
     /// `<prefix>/<device id>/`: stripped from the topic.
@@ -698,6 +856,9 @@ struct Incoming {
     sender: mpsc::Sender<Downlink>,
 }
 
+/// Polls the event loop until the connection fails, reporting CONNACK, PUBACKs and the failure.
+/// It never polls after an error: that would reconnect at once, and reconnects are the sender's
+/// to pace.
 async fn drive(
     mut event_loop: EventLoop,
     report: watch::Sender<LinkState>,
@@ -709,22 +870,28 @@ async fn drive(
     let mut sent = 0u64;
     loop {
         match event_loop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => report.send_modify(|s| s.connected = true),
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => report.send_modify(|s| {
+                s.connected = true;
+                s.max_packet_size = ack.properties.and_then(|p| p.max_packet_size);
+            }),
             // pkid 0: a side-channel message at QoS 0, which gets no PUBACK.
             Ok(Event::Outgoing(MqttOutgoing::Publish(pkid))) if pkid != 0 => {
                 in_flight.insert(pkid, sent);
                 sent += 1;
             }
             Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                let ordinal = in_flight.remove(&ack.pkid);
+                // Always in flight: rumqttc ends the connection over a PUBACK for any other pkid.
+                let Some(ordinal) = in_flight.remove(&ack.pkid) else {
+                    continue;
+                };
                 // "No matching subscribers" is still accepted: the broker has the message.
                 let refused = !matches!(
                     ack.reason,
                     PubAckReason::Success | PubAckReason::NoMatchingSubscribers
                 );
                 report.send_modify(|s| {
-                    s.acked += 1;
-                    if let (true, Some(ordinal)) = (refused, ordinal) {
+                    s.ack(ordinal);
+                    if refused {
                         let reason = match ack.properties.and_then(|p| p.reason_string) {
                             Some(text) => format!("{:?} ({text})", ack.reason),
                             None => format!("{:?}", ack.reason),
@@ -750,16 +917,40 @@ async fn drive(
             Err(error) => {
                 let why = describe(&error, &endpoint);
                 tracing::debug!(%error, "MQTT event loop stopped");
-                report.send_modify(|s| s.failed = Some(why));
+                report.send_modify(|s| {
+                    if refused_as_too_large(&error) {
+                        // Brokers answer QoS 1 messages in order: the refused one is the
+                        // oldest not acknowledged.
+                        s.too_large = Some(s.acked_below);
+                    }
+                    s.failed = Some(why);
+                });
                 return;
             }
         }
     }
 }
 
+/// Whether the connection ended on a PUBACK with reason 0x95 (packet too large): mosquitto's
+/// answer to a message over its `message_size_limit`, which MQTT 5 does not list for PUBACK and
+/// rumqttc therefore cannot read.
+fn refused_as_too_large(error: &ConnectionError) -> bool {
+    matches!(
+        error,
+        ConnectionError::MqttState(StateError::Deserialization(
+            rumqttc::v5::mqttbytes::Error::InvalidConnectReturnCode(0x95)
+        ))
+    )
+}
+
 /// A connection failure in words for the status: which broker, and refused / credentials /
 /// TLS / lost.
 fn describe(error: &ConnectionError, endpoint: &str) -> String {
+    if refused_as_too_large(error) {
+        return format!(
+            "{endpoint} refused a message as too large (PUBACK reason 0x95) and the connection ended"
+        );
+    }
     match error {
         ConnectionError::ConnectionRefused(code)
         | ConnectionError::MqttState(StateError::ConnFail { reason: code }) => {
@@ -817,6 +1008,23 @@ fn connack_reason(code: ConnectReturnCode) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn acknowledgements_count_by_ordinal_in_any_order() {
+        let mut state = LinkState::default();
+        // A broker that answers 1 and 3 before 0: nothing below 2 is acknowledged yet.
+        state.ack(1);
+        state.ack(3);
+        assert_eq!(state.acked_below, 0);
+        assert!(state.is_acked(1) && state.is_acked(3));
+        assert!(!state.is_acked(0) && !state.is_acked(2));
+        state.ack(0);
+        assert_eq!(state.acked_below, 2);
+        state.ack(2);
+        assert_eq!(state.acked_below, 4);
+        assert!(state.acked_ahead.is_empty());
+        assert!((0..4).all(|ordinal| state.is_acked(ordinal)) && !state.is_acked(4));
+    }
 
     #[test]
     fn urls() {

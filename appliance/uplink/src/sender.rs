@@ -9,6 +9,10 @@
 //!
 //! The cursor of each upstream is what the daemon's outbox pruning reads: an outbox entry can go
 //! once every upstream's cursor has passed it.
+//!
+//! An upstream that uploads media ([`Publisher::media_queue`]) gets the media of the batch's
+//! events queued (`uplink.media`, see [`crate::media`]) in the same commit as the cursor, so a
+//! crash neither loses a delivered event's media nor queues them twice.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use crate::backoff::Backoff;
+use crate::media::QueuedMedia;
 use crate::schema::EventMessage;
 use crate::{Outgoing, PublishError, Publisher};
 
@@ -103,6 +108,8 @@ pub struct Batch {
     pub skipped_unreadable: u64,
     /// When the first event of the batch still in the store was stored.
     pub oldest_recorded: Option<Timestamp>,
+    /// The media of the batch's events, in commit order and each event's order.
+    pub media: Vec<QueuedMedia>,
 }
 
 /// Reads the events of `entries` and builds their messages; `None` for no entries.
@@ -121,11 +128,13 @@ pub fn build_batch(
         skipped_deleted: 0,
         skipped_unreadable: 0,
         oldest_recorded: None,
+        media: Vec::new(),
     };
     for entry in entries {
         match store.get(entry.id) {
             Ok(Some(event)) => {
                 batch.oldest_recorded.get_or_insert(event.recorded_at);
+                batch.media.extend(QueuedMedia::of_event(entry.seq, &event));
                 batch.outgoing.push(Outgoing {
                     seq: entry.seq,
                     payload: EventMessage::new(device_id, entry.seq, &event).to_json(),
@@ -399,6 +408,9 @@ impl<P: Publisher> Sender<P> {
 
     async fn step(&mut self) -> Result<Step, SendError> {
         let entries = self.store.outbox(self.cursor, self.options.batch)?;
+        if let Some(queue) = self.publisher.media_queue() {
+            queue.events_pending(!entries.is_empty());
+        }
         let Some(batch) = build_batch(&self.store, &self.device_id, &entries)? else {
             // Nothing to send: check (or make) the connection anyway, so that the status and a
             // reconnect do not wait for the next event.
@@ -412,11 +424,19 @@ impl<P: Publisher> Sender<P> {
         if !batch.outgoing.is_empty() {
             self.publisher.publish(&batch.outgoing).await?;
         }
-        let cursor = cursor_change(self.publisher.name(), batch.through);
-        self.store.commit(Vec::new(), vec![cursor]).await?;
+        let mut changes = vec![cursor_change(self.publisher.name(), batch.through)];
+        let media_queue = self.publisher.media_queue();
+        if media_queue.is_some() {
+            changes.extend(batch.media.iter().map(QueuedMedia::enqueue));
+        }
+        self.store.commit(Vec::new(), changes).await?;
+        let caught_up = entries.len() < self.options.batch;
+        if let Some(queue) = media_queue {
+            queue.enqueued(&batch.media);
+            queue.events_pending(!caught_up);
+        }
         self.cursor = Some(batch.through);
         self.recovered();
-        let caught_up = entries.len() < self.options.batch;
         self.status
             .send_modify(|t| t.delivered(&batch, caught_up, Timestamp::now()));
         Ok(if caught_up {

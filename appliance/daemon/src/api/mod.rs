@@ -128,6 +128,7 @@ impl AppState {
         system::Health,
         system::UplinkList,
         appliance_uplink::sender::UplinkStatus,
+        appliance_uplink::media::MediaStatus,
         appliance_uplink::telemetry::Telemetry,
         appliance_uplink::telemetry::SystemSample,
         appliance_uplink::telemetry::MemoryUsage,

@@ -101,13 +101,17 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
 #[derive(Serialize, ToSchema)]
 pub struct UplinkList {
     items: Vec<appliance_uplink::sender::UplinkStatus>,
+    /// Media (snapshots, clips) uploaded after their events, over MQTT; absent without MQTT.
+    media: Option<appliance_uplink::media::MediaStatus>,
 }
 
-/// Each upstream's state: connected, delivered, depth and age of the backlog, last error.
+/// Each upstream's state (connected, delivered, depth and age of the backlog, last error) and
+/// the media uploader's.
 #[utoipa::path(get, path = "/api/v1/uplink", responses((status = 200, body = UplinkList)))]
 pub async fn uplink(State(state): State<AppState>) -> Json<UplinkList> {
     Json(UplinkList {
         items: state.inner.uplinks.statuses(),
+        media: state.inner.uplinks.media(),
     })
 }
 

@@ -189,6 +189,7 @@ fn status_bookkeeping() {
         skipped_deleted: 1,
         skipped_unreadable: 1,
         oldest_recorded: Some(Timestamp::from_millis(1_000)),
+        media: Vec::new(),
     };
     tracker.sending(&batch, 250);
     let at = |ms| tracker.snapshot(Timestamp::from_millis(ms));
