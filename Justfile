@@ -25,7 +25,7 @@ test: setup-test lint
     cargo build --workspace --bins
     cargo nextest run --workspace --no-fail-fast
 
-# Benchmarks that print tables: `just bench store` (against SQLite), `just bench sip`.
+# Benchmarks that print tables: `just bench store` (against SQLite), `just bench sip`, `just bench uplink`.
 bench WHAT: setup
     cargo build --release -p appliance-bench -p applianced
     just bench-{{ WHAT }}
@@ -37,6 +37,10 @@ bench-store *ARGS:
 [private]
 bench-sip:
     scripts/bench-sip.sh
+
+[private]
+bench-uplink *ARGS:
+    ./target/release/store-bench uplink {{ ARGS }}
 
 # Fuzz the SIP, MANSCDP, SDP, digest and media parsers (nightly + cargo-fuzz), SECONDS per target.
 fuzz SECONDS="60" *TARGETS:

@@ -1,14 +1,17 @@
-//! `store-bench`: the appliance's event store against SQLite, and the SIGKILL crash test.
+//! `store-bench`: the appliance's event store against SQLite, the SIGKILL crash test, and what
+//! the uplink's durable outbox costs against plain broker clients.
 //!
 //! `run` starts one child process per engine (this binary, hidden `engine` subcommand) so that
 //! each engine's peak RSS is its own, then runs the crash test and prints a markdown table on
-//! stdout. Progress goes to stderr.
+//! stdout. `uplink` drains outbox backlogs to local brokers (see [`uplink`]). Progress goes to
+//! stderr.
 
 mod crash;
 mod report;
 mod sled_engine;
 mod sqlite_engine;
 mod sys;
+mod uplink;
 mod workload;
 
 use std::path::{Path, PathBuf};
@@ -45,6 +48,25 @@ enum Cmd {
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Seed of the workload and crash randomness; default: random (printed).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Drain outbox backlogs to local brokers with the uplink's sender, against plain clients
+    /// without a store; print a markdown report.
+    Uplink {
+        /// Events in each backlog (batch 1 drains fewer, see the report).
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+        /// Live events per second offered in the latency runs.
+        #[arg(long, default_value_t = 200)]
+        rate: u32,
+        /// How long each latency run offers events, in seconds.
+        #[arg(long, default_value_t = 10)]
+        live_seconds: u32,
+        /// Where to put the stores (a fresh subdirectory is made); default: the system temp dir.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Seed of the events; default: random (printed).
         #[arg(long)]
         seed: Option<u64>,
     },
@@ -111,6 +133,22 @@ fn main() -> Result<ExitCode> {
             dir,
             seed,
         } => run(events, crash_cycles, dir.as_deref(), seed),
+        Cmd::Uplink {
+            events,
+            rate,
+            live_seconds,
+            dir,
+            seed,
+        } => {
+            let options = uplink::Options {
+                events,
+                rate,
+                live_seconds,
+                seed: seed.unwrap_or_else(rand::random),
+            };
+            uplink::run(&options, dir.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Crash { cycles, dir, seed } => {
             let work = sys::work_dir(dir.as_deref())?;
             match crash::run(cycles, work.path(), seed.unwrap_or_else(rand::random)) {

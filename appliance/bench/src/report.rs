@@ -50,7 +50,7 @@ fn ms(value: f64) -> String {
     format!("{value:.3} ms")
 }
 
-fn thousands(value: f64) -> String {
+pub fn thousands(value: f64) -> String {
     let digits = format!("{:.0}", value.max(0.0));
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

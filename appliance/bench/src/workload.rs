@@ -116,7 +116,7 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn of(mut samples: Vec<Duration>) -> Latency {
+    pub fn of(mut samples: Vec<Duration>) -> Latency {
         samples.sort_unstable();
         // Nearest-rank percentile.
         let at = |p: f64| {

@@ -451,7 +451,11 @@ fn producer_config(base: &ClientConfig, message_timeout: Duration) -> ClientConf
         .set("request.timeout.ms", request_timeout_ms.to_string())
         // The Java client's partitioner: a camera's events land on the partition any other
         // Kafka client would choose for the same key.
-        .set("partitioner", "murmur2_random");
+        .set("partitioner", "murmur2_random")
+        // The outbox already batches, and `publish` waits for a whole batch: librdkafka's
+        // default 5 ms linger would be paid once per batch for nothing (`just bench uplink`
+        // measured 1.26 s against 0.10 s for 20,000 events in batches of 100).
+        .set("linger.ms", "0");
     client
 }
 

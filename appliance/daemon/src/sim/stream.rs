@@ -145,13 +145,13 @@ impl Stream {
         {
             let stop = stop.clone();
             let paused = paused.clone();
-            std::thread::spawn(
-                move || match send(prepared, source, ssrc, length, &stop, &paused) {
+            std::thread::spawn(move || {
+                match send(prepared, source, ssrc, length, &stop, &paused) {
                     Ok(true) => on_end(),
                     Ok(false) => {}
                     Err(e) => tracing::warn!(ssrc, "stream failed: {e:#}"),
-                },
-            );
+                }
+            });
         }
         Stream { stop, paused }
     }

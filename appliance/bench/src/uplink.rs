@@ -1,0 +1,497 @@
+//! `store-bench uplink`: what the durable outbox costs, measured against the best a box without
+//! one can do, on the same brokers in the same run.
+//!
+//! Each drain commits a backlog of events to a fresh [`EventStore`] before the clock starts, then
+//! runs the real [`Sender`] with the real publisher until its status shows the cursor at the last
+//! outbox sequence. The baselines publish the very same payloads with a plain client of the same
+//! library, no store and no cursor. The live runs offer events at a steady rate and time each
+//! from the moment it is raised to its arrival at a subscriber.
+
+mod plain;
+mod report;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use appliance_model::{NewEvent, Timestamp};
+use appliance_store::EventStore;
+use appliance_tests::brokers::{BrokerOptions, Mosquitto, Tansu};
+use appliance_uplink::kafka::{KafkaConfig, KafkaPublisher, KafkaSecurity};
+use appliance_uplink::media::MediaQueue;
+use appliance_uplink::mqtt::{MqttConfig, MqttPublisher};
+use appliance_uplink::sender::{Sender, SenderOptions, build_batch, cursor_change};
+use appliance_uplink::{Outgoing, PublishError, Publisher};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+
+use crate::sled_engine;
+use crate::sys;
+use crate::workload::{EventGen, Latency};
+use report::{Drain, Row};
+
+/// The device id of every run: topics are `appliance/bench-box/…`.
+const DEVICE: &str = "bench-box";
+const KAFKA_TOPIC: &str = "appliance.events";
+/// Batch sizes of the MQTT drains.
+const MQTT_BATCHES: [usize; 4] = [1, 10, 100, 1000];
+/// Batch sizes of the Kafka drains: smaller ones only repeat the MQTT rows' point more slowly.
+const KAFKA_BATCHES: [usize; 2] = [100, 1000];
+/// The batch of the live runs: the daemon's default (`[uplink] batch`).
+const LIVE_BATCH: usize = 100;
+/// A drain makes at most this many batches, so that the small batches (a cursor commit and a
+/// round trip each) take seconds rather than minutes; the report's `events` column says how many
+/// each one drained.
+const MAX_BATCHES: usize = 1_000;
+/// Events per commit while the backlog is written: a busy box's group commits.
+const BACKLOG_COMMIT: usize = 100;
+/// Events the unreported warm-up publishes first, so that the first measured row does not pay
+/// for the broker's and this process's cold start.
+const WARM_UP: usize = 1_000;
+/// Cursor-like commits timed for the report's fsync figures.
+const CURSOR_PROBES: usize = 200;
+/// A drain or a live run that takes longer has failed (the sender retries forever).
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+/// The attribute of a live event that says when it was raised, in µs after the run's epoch.
+const SENT_KEY: &str = "bench_sent_us";
+
+/// What `store-bench uplink` was asked for.
+pub struct Options {
+    pub events: usize,
+    pub rate: u32,
+    pub live_seconds: u32,
+    pub seed: u64,
+}
+
+pub fn run(options: &Options, dir: Option<&Path>) -> Result<()> {
+    ensure!(options.events > 0, "--events must be at least 1");
+    ensure!(
+        options.rate > 0 && options.live_seconds > 0,
+        "--rate and --live-seconds must be at least 1"
+    );
+    let started = Instant::now();
+    let work = sys::work_dir(dir)?;
+    let filesystem = sys::filesystem(work.path());
+    if filesystem == "tmpfs" {
+        eprintln!(
+            "warning: {} is on tmpfs, where fsync is free: the cursor commits will look too cheap",
+            work.path().display()
+        );
+    }
+    eprintln!(
+        "uplink bench: N = {}, seed {}, data in {}",
+        options.events,
+        options.seed,
+        work.path().display()
+    );
+    let tansu = tansu_version();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let bench = Bench {
+        options,
+        work: work.path(),
+    };
+    let (rows, build, cursor_commit) = runtime.block_on(async {
+        // The messages of one backlog serve every baseline; the store under it, the cursor
+        // probe.
+        let backlog = bench.backlog(options.events).await?;
+        let started = Instant::now();
+        let messages = outgoing(&backlog)?;
+        let build = report::Build::of(&messages, started.elapsed());
+        let cursor_commit = bench.cursor_commits(&backlog).await?;
+        drop(backlog);
+        let mut rows = Vec::new();
+        bench.mqtt(&messages, &mut rows).await?;
+        if tansu.is_some() {
+            bench.kafka(&messages, &mut rows).await?;
+        }
+        anyhow::Ok((rows, build, cursor_commit))
+    })?;
+    let context = report::Context {
+        machine: sys::machine(),
+        data_dir: format!("{} ({filesystem})", work.path().display()),
+        events: options.events,
+        build,
+        rate: options.rate,
+        live_seconds: options.live_seconds,
+        mosquitto: mosquitto_version(),
+        tansu,
+        cursor_commit,
+        elapsed_s: started.elapsed().as_secs_f64(),
+    };
+    print!("{}", report::render(&context, &rows));
+    Ok(())
+}
+
+struct Bench<'a> {
+    options: &'a Options,
+    /// Each store gets its own directory under it.
+    work: &'a Path,
+}
+
+/// A store holding a committed, undelivered backlog.
+struct Backlog {
+    store: EventStore,
+    /// The outbox sequence of its last event: the drain is done when the cursor reaches it.
+    last_seq: u64,
+    _dir: TempDir,
+}
+
+impl Bench<'_> {
+    /// The MQTT rows; `messages` are the baseline's.
+    async fn mqtt(&self, messages: &[Outgoing], rows: &mut Vec<Row>) -> Result<()> {
+        let broker = Mosquitto::start(BrokerOptions::default());
+        let topic = format!("appliance/{DEVICE}/events");
+        let events = messages.len();
+        let mut client = plain::PlainMqtt::connect(broker.port, "bench-plain").await?;
+        eprintln!("mqtt: warm-up");
+        client
+            .drain(&topic, &messages[..WARM_UP.min(events)])
+            .await?;
+        eprintln!("mqtt: plain client, {events} events");
+        let seconds = client.drain(&topic, messages).await?.as_secs_f64();
+        eprintln!("  {seconds:.2} s");
+        let baseline = Row::baseline(
+            "MQTT drain: plain rumqttc v5, QoS 1, no store (baseline) ²",
+            events,
+            seconds,
+        );
+        let baseline_rate = baseline.events_per_s();
+        rows.push(baseline);
+        for batch in MQTT_BATCHES {
+            let events = events.min(MAX_BATCHES * batch);
+            eprintln!("mqtt: sender, batch {batch}, {events} events");
+            let backlog = self.backlog(events).await?;
+            let publisher = MqttPublisher::new(MqttConfig::new(broker.url(), DEVICE))?;
+            let drained = drain(backlog, publisher, batch).await?;
+            rows.push(Row::sender(
+                "MQTT drain: Sender + MqttPublisher ¹",
+                events,
+                &drained,
+                baseline_rate,
+            ));
+        }
+
+        eprintln!("mqtt: live, plain client");
+        let baseline = self.live_plain(&client, broker.port, &topic).await?;
+        let baseline_p50 = baseline.p50_ms;
+        rows.push(self.live_row(
+            "MQTT live: plain rumqttc v5, QoS 1, no store (baseline) ³",
+            None,
+            baseline,
+            None,
+        ));
+        eprintln!("mqtt: live, sender");
+        let latency = self.live_sender(&broker, &topic).await?;
+        rows.push(self.live_row(
+            "MQTT live: Sender + MqttPublisher ³",
+            Some(LIVE_BATCH),
+            latency,
+            Some(baseline_p50),
+        ));
+        Ok(())
+    }
+
+    /// The Kafka rows, on tansu; `messages` are the baseline's.
+    async fn kafka(&self, messages: &[Outgoing], rows: &mut Vec<Row>) -> Result<()> {
+        let broker = Tansu::start();
+        let brokers = broker.brokers();
+        // tansu does not create topics on use; the publisher would create it inside its timed
+        // drain, and the baseline, which goes first, needs it too.
+        plain::create_topic(&brokers, KAFKA_TOPIC).await?;
+        let events = messages.len();
+        let producer = plain::PlainKafka::new(&brokers)?;
+        eprintln!("kafka: warm-up");
+        producer
+            .drain(KAFKA_TOPIC, &messages[..WARM_UP.min(events)])
+            .await?;
+        eprintln!("kafka: plain producer, {events} events");
+        let seconds = producer.drain(KAFKA_TOPIC, messages).await?.as_secs_f64();
+        eprintln!("  {seconds:.2} s");
+        let baseline = Row::baseline(
+            "Kafka drain: plain FutureProducer, acks=all, no store (baseline) ⁴",
+            events,
+            seconds,
+        );
+        let baseline_rate = baseline.events_per_s();
+        rows.push(baseline);
+        for batch in KAFKA_BATCHES {
+            let events = events.min(MAX_BATCHES * batch);
+            eprintln!("kafka: sender, batch {batch}, {events} events");
+            let backlog = self.backlog(events).await?;
+            let publisher = KafkaPublisher::new(KafkaConfig {
+                brokers: brokers.clone(),
+                topic: KAFKA_TOPIC.to_owned(),
+                client_id: DEVICE.to_owned(),
+                security: KafkaSecurity::Plaintext,
+                message_timeout: Duration::from_secs(30),
+            })?;
+            let drained = drain(backlog, publisher, batch).await?;
+            rows.push(Row::sender(
+                "Kafka drain: Sender + KafkaPublisher ⁴",
+                events,
+                &drained,
+                baseline_rate,
+            ));
+        }
+        Ok(())
+    }
+
+    /// An empty store as the appliance ships it, in its own directory (removed when dropped).
+    /// The directory comes first: bound as `(dir, store)`, the store is closed before it goes.
+    fn fresh_store(&self) -> Result<(TempDir, EventStore)> {
+        let dir = tempfile::Builder::new()
+            .prefix("store-")
+            .tempdir_in(self.work)?;
+        let store = sled_engine::open_store(dir.path())?;
+        Ok((dir, store))
+    }
+
+    /// `events` events committed to a fresh store, in commits of [`BACKLOG_COMMIT`].
+    async fn backlog(&self, events: usize) -> Result<Backlog> {
+        let (dir, store) = self.fresh_store()?;
+        // Start times end about now, like events raised while the link was down.
+        let first_ms = Timestamp::now().as_millis() - i64::try_from(events)?;
+        let mut generator = EventGen::new(self.options.seed, first_ms);
+        let mut left = events;
+        while left > 0 {
+            let n = left.min(BACKLOG_COMMIT);
+            let chunk = (0..n).map(|_| generator.next_event()).collect();
+            store.append_many(chunk).await?;
+            left -= n;
+        }
+        let last_seq = store
+            .outbox(None, events)?
+            .last()
+            .context("the backlog's outbox is empty")?
+            .seq;
+        Ok(Backlog {
+            store,
+            last_seq,
+            _dir: dir,
+        })
+    }
+
+    fn live_count(&self) -> usize {
+        self.options.rate as usize * self.options.live_seconds as usize
+    }
+
+    /// Live events through the store and the sender: latency from the `append` call (the
+    /// event's own durable commit included) to the subscriber.
+    async fn live_sender(&self, broker: &Mosquitto, topic: &str) -> Result<Latency> {
+        let (_dir, store) = self.fresh_store()?;
+        let publisher = MqttPublisher::new(MqttConfig::new(broker.url(), DEVICE))?;
+        let sender = Sender::new(store.clone(), publisher, DEVICE, options(LIVE_BATCH))?;
+        let mut status = sender.status();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(sender.run(cancel.clone()));
+        // Idle, the sender connects on its first look at the empty outbox.
+        let connected = tokio::time::timeout(RUN_LIMIT, status.wait_for(|s| s.connected)).await;
+        if !matches!(connected, Ok(Some(_))) {
+            bail!("the sender did not connect: {:?}", status.snapshot());
+        }
+        let epoch = Instant::now();
+        let mut subscriber = plain::Subscriber::connect(broker.port, topic, epoch).await?;
+        let mut commits = Vec::with_capacity(self.live_count());
+        self.offer(epoch, async |event| {
+            commits.push(store.append(event));
+            Ok(())
+        })
+        .await?;
+        for commit in commits {
+            commit.await?;
+        }
+        let latencies = subscriber.latencies(self.live_count(), RUN_LIMIT).await;
+        cancel.cancel();
+        task.await?;
+        Ok(Latency::of(latencies?))
+    }
+
+    /// Live events published straight away by a plain client: latency from the publish call to
+    /// the subscriber.
+    async fn live_plain(
+        &self,
+        client: &plain::PlainMqtt,
+        port: u16,
+        topic: &str,
+    ) -> Result<Latency> {
+        let epoch = Instant::now();
+        let mut subscriber = plain::Subscriber::connect(port, topic, epoch).await?;
+        let mut seq = 0;
+        self.offer(epoch, async |event| {
+            seq += 1;
+            client
+                .publish(topic, plain::message(DEVICE, seq, event))
+                .await
+        })
+        .await?;
+        Ok(Latency::of(
+            subscriber.latencies(self.live_count(), RUN_LIMIT).await?,
+        ))
+    }
+
+    /// Hands `rate` events per second for `live_seconds` to `raise`, on an absolute schedule (a
+    /// slow hand-over does not delay the ones after it), each stamped with when it was raised.
+    async fn offer(
+        &self,
+        epoch: Instant,
+        mut raise: impl AsyncFnMut(NewEvent) -> Result<()>,
+    ) -> Result<()> {
+        let interval = Duration::from_secs(1) / self.options.rate;
+        let mut generator = EventGen::new(self.options.seed, Timestamp::now().as_millis());
+        for i in 0..self.live_count() {
+            let due = epoch + interval * u32::try_from(i)?;
+            tokio::time::sleep_until(due.into()).await;
+            let mut event = generator.next_event();
+            let sent_us = u64::try_from(epoch.elapsed().as_micros())?;
+            event
+                .attributes
+                .insert(SENT_KEY.to_owned(), Value::from(sent_us));
+            raise(event).await?;
+        }
+        Ok(())
+    }
+
+    fn live_row(
+        &self,
+        scenario: &str,
+        batch: Option<usize>,
+        latency: Latency,
+        baseline_p50: Option<f64>,
+    ) -> Row {
+        Row::live(
+            scenario,
+            batch,
+            self.live_count(),
+            f64::from(self.options.live_seconds),
+            latency,
+            baseline_p50,
+        )
+    }
+
+    /// Times commits of one cursor, as the sender makes after each batch, on a store holding a
+    /// backlog.
+    async fn cursor_commits(&self, backlog: &Backlog) -> Result<Latency> {
+        let mut times = Vec::with_capacity(CURSOR_PROBES);
+        for seq in 0..CURSOR_PROBES as u64 {
+            let started = Instant::now();
+            backlog
+                .store
+                .commit(Vec::new(), vec![cursor_change("bench-probe", seq)])
+                .await?;
+            times.push(started.elapsed());
+        }
+        Ok(Latency::of(times))
+    }
+}
+
+/// The messages the sender would build for the whole backlog.
+fn outgoing(backlog: &Backlog) -> Result<Vec<Outgoing>> {
+    let entries = backlog.store.outbox(None, usize::MAX)?;
+    Ok(build_batch(&backlog.store, DEVICE, &entries)?
+        .map(|batch| batch.outgoing)
+        .unwrap_or_default())
+}
+
+/// The daemon's sender options at another batch size.
+fn options(batch: usize) -> SenderOptions {
+    SenderOptions {
+        batch,
+        ..SenderOptions::default()
+    }
+}
+
+/// A publisher that adds up the time its non-empty batches spend inside `publish`; otherwise
+/// the publisher it wraps.
+struct Timed<P> {
+    inner: P,
+    /// Nanoseconds; shared with the bench, since the sender owns the publisher.
+    spent: Arc<AtomicU64>,
+}
+
+impl<P: Publisher> Publisher for Timed<P> {
+    async fn publish(&mut self, batch: &[Outgoing]) -> Result<(), PublishError> {
+        let started = Instant::now();
+        let result = self.inner.publish(batch).await;
+        // Empty batches are the idle connection checks, not part of a drain.
+        if !batch.is_empty() {
+            let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.spent.fetch_add(nanos, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn media_queue(&self) -> Option<&MediaQueue> {
+        self.inner.media_queue()
+    }
+}
+
+/// Runs a sender over `backlog` until its cursor reaches the last event.
+async fn drain<P: Publisher>(backlog: Backlog, mut publisher: P, batch: usize) -> Result<Drain> {
+    // Connected before the clock starts, like the baselines' clients: a reconnect's cost is not
+    // the outbox's.
+    publisher.publish(&[]).await?;
+    let spent = Arc::new(AtomicU64::new(0));
+    let publisher = Timed {
+        inner: publisher,
+        spent: Arc::clone(&spent),
+    };
+    let sender = Sender::new(backlog.store.clone(), publisher, DEVICE, options(batch))?;
+    let mut status = sender.status();
+    let cancel = CancellationToken::new();
+    let started = Instant::now();
+    let task = tokio::spawn(sender.run(cancel.clone()));
+    let last = backlog.last_seq;
+    let done = tokio::time::timeout(RUN_LIMIT, status.wait_for(|s| s.cursor == Some(last))).await;
+    let seconds = started.elapsed().as_secs_f64();
+    cancel.cancel();
+    task.await?;
+    if !matches!(done, Ok(Some(_))) {
+        bail!(
+            "the sender did not drain {} events within {RUN_LIMIT:?}: {:?}",
+            backlog.last_seq,
+            status.snapshot()
+        );
+    }
+    eprintln!("  {seconds:.2} s");
+    Ok(Drain {
+        batch,
+        seconds,
+        publishing: Duration::from_nanos(spent.load(Ordering::Relaxed)).as_secs_f64(),
+    })
+}
+
+/// `mosquitto -h`'s first line names the version.
+fn mosquitto_version() -> String {
+    std::process::Command::new("mosquitto")
+        .arg("-h")
+        .output()
+        .ok()
+        .and_then(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "mosquitto (version unknown)".to_owned())
+}
+
+/// `None` when tansu is not installed (`just setup-test` builds it): the Kafka rows are skipped.
+fn tansu_version() -> Option<String> {
+    let out = std::process::Command::new("tansu")
+        .arg("--version")
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}

@@ -1,0 +1,240 @@
+//! The markdown report `just bench uplink` prints.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use appliance_uplink::Outgoing;
+
+use super::{BACKLOG_COMMIT, CURSOR_PROBES, LIVE_BATCH, MAX_BATCHES, WARM_UP};
+use crate::report::thousands;
+use crate::workload::Latency;
+
+/// Everything the report shows besides the rows.
+pub struct Context {
+    pub machine: String,
+    pub data_dir: String,
+    pub events: usize,
+    pub build: Build,
+    pub rate: u32,
+    pub live_seconds: u32,
+    pub mosquitto: String,
+    /// `None`: not installed, no Kafka rows.
+    pub tansu: Option<String>,
+    /// One cursor commit on a store holding a backlog.
+    pub cursor_commit: Latency,
+    pub elapsed_s: f64,
+}
+
+/// The messages of a backlog, as the sender builds them.
+pub struct Build {
+    /// Mean length of an `appliance.event.v1` message.
+    bytes: f64,
+    /// Reading the outbox and the events and serialising the messages, per event.
+    us_per_event: f64,
+}
+
+impl Build {
+    pub fn of(messages: &[Outgoing], took: Duration) -> Build {
+        let n = messages.len() as f64;
+        Build {
+            bytes: messages.iter().map(|m| m.payload.len()).sum::<usize>() as f64 / n,
+            us_per_event: took.as_secs_f64() * 1e6 / n,
+        }
+    }
+}
+
+/// What a sender's drain measured.
+pub struct Drain {
+    pub batch: usize,
+    pub seconds: f64,
+    /// Of which inside the publisher's `publish`: sending and waiting for acknowledgements.
+    pub publishing: f64,
+}
+
+/// One line of the table.
+pub struct Row {
+    scenario: String,
+    /// The sender's batch; `None` for a plain client, which has none.
+    batch: Option<usize>,
+    events: usize,
+    seconds: f64,
+    /// End-to-end latency, for the live runs.
+    latency: Option<Latency>,
+    /// Against the baseline of the same group, already in words.
+    versus: String,
+    /// Per batch, for a sender's drain: (all, publishing) in ms.
+    per_batch: Option<(f64, f64)>,
+}
+
+impl Row {
+    /// A baseline's drain.
+    pub fn baseline(scenario: &str, events: usize, seconds: f64) -> Row {
+        Row {
+            scenario: scenario.to_owned(),
+            batch: None,
+            events,
+            seconds,
+            latency: None,
+            versus: "1.00× events/s".to_owned(),
+            per_batch: None,
+        }
+    }
+
+    /// A sender's drain, against the baseline's events/s.
+    pub fn sender(scenario: &str, events: usize, drain: &Drain, baseline_rate: f64) -> Row {
+        let batches = events.div_ceil(drain.batch) as f64;
+        Row {
+            scenario: scenario.to_owned(),
+            batch: Some(drain.batch),
+            events,
+            seconds: drain.seconds,
+            latency: None,
+            versus: format!(
+                "{} events/s",
+                times(events as f64 / drain.seconds / baseline_rate)
+            ),
+            per_batch: Some((
+                drain.seconds * 1e3 / batches,
+                drain.publishing * 1e3 / batches,
+            )),
+        }
+    }
+
+    /// A live run; `baseline_p50` is the baseline's p50 in ms, `None` for the baseline itself.
+    pub fn live(
+        scenario: &str,
+        batch: Option<usize>,
+        events: usize,
+        seconds: f64,
+        latency: Latency,
+        baseline_p50: Option<f64>,
+    ) -> Row {
+        Row {
+            scenario: scenario.to_owned(),
+            batch,
+            events,
+            seconds,
+            versus: format!(
+                "{} p50 latency",
+                times(baseline_p50.map_or(1.0, |b| latency.p50_ms / b))
+            ),
+            latency: Some(latency),
+            per_batch: None,
+        }
+    }
+
+    pub fn events_per_s(&self) -> f64 {
+        self.events as f64 / self.seconds
+    }
+}
+
+/// A ratio with enough digits that a small one does not read as zero.
+fn times(ratio: f64) -> String {
+    if ratio < 0.1 {
+        format!("{ratio:.3}×")
+    } else {
+        format!("{ratio:.2}×")
+    }
+}
+
+pub fn render(ctx: &Context, rows: &[Row]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "## Uplink: the durable outbox against plain clients, same brokers, same run\n"
+    );
+    let _ = writeln!(out, "- machine: {}", ctx.machine);
+    let _ = writeln!(out, "- data directory: {}", ctx.data_dir);
+    let _ = writeln!(
+        out,
+        "- brokers on loopback: {}; {}",
+        ctx.mosquitto,
+        ctx.tansu.as_deref().map_or_else(
+            || "no Kafka rows: tansu is not installed (`just setup-test` builds it)".to_owned(),
+            |v| format!("{v} (memory storage)")
+        )
+    );
+    let _ = writeln!(
+        out,
+        "- N = {} events per backlog; a message (`appliance.event.v1` JSON) is {:.0} B on average",
+        thousands(ctx.events as f64),
+        ctx.build.bytes
+    );
+    let _ = writeln!(
+        out,
+        "- reading the outbox and the events and building their messages (`build_batch` over the backlog): {:.1} µs per event",
+        ctx.build.us_per_event
+    );
+    let _ = writeln!(
+        out,
+        "- one cursor commit (a state change, sled flush + fdatasync, timed {} times on a store holding the backlog): p50 {:.3} ms, p99 {:.3} ms\n",
+        CURSOR_PROBES, ctx.cursor_commit.p50_ms, ctx.cursor_commit.p99_ms
+    );
+    let _ = writeln!(
+        out,
+        "| scenario | batch | events | seconds | events/s | latency p50 / p99 | vs baseline | ms per batch ⁵ | publishing | the rest |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|");
+    for row in rows {
+        let [all, publishing, rest] = row.per_batch.map_or_else(Default::default, |(all, p)| {
+            [all, p, all - p].map(|ms| format!("{ms:.2}"))
+        });
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.2} | {} | {} | {} | {all} | {publishing} | {rest} |",
+            row.scenario,
+            row.batch
+                .map_or_else(|| "–".to_owned(), |b| thousands(b as f64)),
+            thousands(row.events as f64),
+            row.seconds,
+            thousands(row.events_per_s()),
+            row.latency.map_or_else(String::new, |l| format!(
+                "{:.2} / {:.2} ms",
+                l.p50_ms, l.p99_ms
+            )),
+            row.versus,
+        );
+    }
+    let _ = writeln!(
+        out,
+        "
+¹ The real `Sender` and `MqttPublisher` with the daemon's options but the batch, on a fresh store \
+holding the backlog, committed {commit} events per commit before the clock starts. The publisher \
+is connected first; the clock runs from the sender's start until its status shows the cursor at \
+the backlog's last outbox sequence, i.e. every message acknowledged and the cursor durable. A \
+drain makes at most {batches} batches, hence fewer events at the small batches. No subscriber \
+listens during the drains: the broker's acknowledgement is what the cursor waits for.
+² The same payloads and MQTT 5 properties, QoS 1, the publisher's limits (100 unacknowledged, a \
+request queue of 64), published back to back from memory on a connected client: no store read, \
+no cursor, no wait between batches. The clock runs from the first publish to the last PUBACK. An \
+unreported warm-up of {warm} messages goes first, on the same connection.
+³ {rate} events/s for {secs} s on an absolute schedule, sender at batch {live}. Latency runs from \
+the moment an event is raised (the `append` call, its own durable commit included; for the \
+baseline, the publish call) to its arrival at an MQTT 5 QoS 1 subscriber in this process. The \
+subscriber, the producer and the sender share this machine's cores.
+⁴ Kafka (tansu, one broker): the real `KafkaPublisher` against a plain `FutureProducer` with its \
+settings (idempotent, acks=all, 5 requests in flight, murmur2 partitioner), the same keyed \
+messages produced back to back after a warm-up of {warm} on the same producer; the topic is \
+created before the clock starts.
+⁵ The drain's seconds ÷ its batches, split into the time inside the publisher's `publish` \
+(sending the batch and waiting for every acknowledgement) and the rest: the sender's own work \
+between batches, i.e. reading the outbox and the events, building the messages and committing \
+the cursor (both timed above). The sender does these one after the other, never overlapping. \
+Two fixed costs per batch show in `publishing` because the sender waits for each batch whole: \
+about 40 ms over MQTT, whatever the batch, is Nagle's algorithm on the broker (mosquitto's \
+`set_tcp_nodelay` is off by default) holding the batch's later PUBACKs until the box \
+acknowledges the first, which Linux delays by 40 ms since the waiting box has nothing to send \
+(the baseline never waits, so its data carries the acknowledgements); about 5 ms over Kafka is \
+librdkafka's `linger.ms`, 5 ms by default.
+
+Run took {elapsed:.0} s.",
+        commit = BACKLOG_COMMIT,
+        batches = thousands(MAX_BATCHES as f64),
+        warm = thousands(WARM_UP as f64),
+        rate = ctx.rate,
+        secs = ctx.live_seconds,
+        live = LIVE_BATCH,
+        elapsed = ctx.elapsed_s,
+    );
+    out
+}
