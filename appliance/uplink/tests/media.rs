@@ -18,14 +18,14 @@ use appliance_uplink::media::{
     MEDIA_NAMESPACE, MediaOptions, MediaStatus, MediaStatusHandle, MediaUploader, QueuedMedia,
 };
 use appliance_uplink::mqtt::{MqttConfig, MqttPublisher};
-use appliance_uplink::sender::{Sender, SenderOptions, StatusHandle, UplinkStatus};
+use appliance_uplink::sender::{Sender, StatusHandle, UplinkStatus};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Packet;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use support::{event, open_store};
+use support::{event, open_store, quick_options};
 
 const DEVICE: &str = "box-1";
 const EVENTS: &str = "appliance/box-1/events";
@@ -33,17 +33,6 @@ const MEDIA: &str = "appliance/box-1/media/#";
 
 const SNAPSHOT: (MediaKind, &str, usize) = (MediaKind::Snapshot, "image/jpeg", 120_000);
 const CLIP: (MediaKind, &str, usize) = (MediaKind::Clip, "video/mp4", 400_000);
-
-/// Quick retries, so that outages in tests last seconds.
-fn sender_options() -> SenderOptions {
-    SenderOptions {
-        batch: 100,
-        recheck: Duration::from_millis(200),
-        backoff_base: Duration::from_millis(100),
-        backoff_cap: Duration::from_millis(500),
-        seed: Some(7),
-    }
-}
 
 fn media_options() -> MediaOptions {
     MediaOptions {
@@ -107,7 +96,7 @@ impl Running {
         let mut publisher = MqttPublisher::new(MqttConfig::new(broker.url(), DEVICE)).unwrap();
         let uploader = MediaUploader::new(store.clone(), &mut publisher, options);
         let media = uploader.status();
-        let sender = Sender::new(store.clone(), publisher, DEVICE, sender_options()).unwrap();
+        let sender = Sender::new(store.clone(), publisher, DEVICE, quick_options()).unwrap();
         let events = sender.status();
         let cancel = CancellationToken::new();
         let mut tasks = vec![tokio::spawn(sender.run(cancel.clone()))];

@@ -14,23 +14,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use appliance_tests::brokers::{BrokerOptions, Mosquitto};
-use support::{Message, Subscriber, TestCa, event, open_store};
+use support::{Message, Subscriber, TestCa, event, open_store, quick_options};
 
 const DEVICE: &str = "box-1";
 const EVENTS: &str = "appliance/box-1/events";
 const STATUS: &str = "appliance/box-1/status";
 const TELEMETRY: &str = "appliance/box-1/telemetry";
-
-/// Quick retries, so that outages in tests last seconds.
-fn options() -> SenderOptions {
-    SenderOptions {
-        batch: 100,
-        recheck: Duration::from_millis(200),
-        backoff_base: Duration::from_millis(100),
-        backoff_cap: Duration::from_millis(500),
-        seed: Some(7),
-    }
-}
 
 struct Running {
     status: StatusHandle,
@@ -115,7 +104,11 @@ async fn events_arrive_in_commit_order_with_schema_v1_and_their_ids() {
     store.append(event("cam-b", 0)).await.unwrap();
     commit(&store, "cam-c", 80).await;
 
-    let mut sender = Running::start(&store, MqttConfig::new(broker.url(), DEVICE), options());
+    let mut sender = Running::start(
+        &store,
+        MqttConfig::new(broker.url(), DEVICE),
+        quick_options(),
+    );
     let got = cloud.take(121, Duration::from_secs(10)).await;
     assert_eq!(
         received(&got),
@@ -150,7 +143,11 @@ async fn a_restarted_sender_resumes_after_its_cursor() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
     commit(&store, "cam", 20).await;
-    let sender = Running::start(&store, MqttConfig::new(broker.url(), DEVICE), options());
+    let sender = Running::start(
+        &store,
+        MqttConfig::new(broker.url(), DEVICE),
+        quick_options(),
+    );
     assert_eq!(cloud.take(20, Duration::from_secs(10)).await.len(), 20);
     let mut sender = sender;
     sender.wait("20 delivered", |s| s.delivered == 20).await;
@@ -158,7 +155,11 @@ async fn a_restarted_sender_resumes_after_its_cursor() {
 
     // Committed while the daemon is down: sent by the next one, and only those.
     commit(&store, "cam", 10).await;
-    let mut restarted = Running::start(&store, MqttConfig::new(broker.url(), DEVICE), options());
+    let mut restarted = Running::start(
+        &store,
+        MqttConfig::new(broker.url(), DEVICE),
+        quick_options(),
+    );
     let got = cloud.take(10, Duration::from_secs(10)).await;
     assert_eq!(received(&got), outbox(&store)[20..]);
     restarted.wait("10 delivered", |s| s.delivered == 10).await;
@@ -175,7 +176,11 @@ async fn only_a_puback_delivers_and_what_was_not_acknowledged_is_sent_again() {
     let mut cloud = Subscriber::connect(broker.port, EVENTS, "cloud", false).await;
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
-    let mut sender = Running::start(&store, MqttConfig::new(broker.url(), DEVICE), options());
+    let mut sender = Running::start(
+        &store,
+        MqttConfig::new(broker.url(), DEVICE),
+        quick_options(),
+    );
     sender.wait("connected", |s| s.connected).await;
 
     // A broker that takes the bytes but answers nothing: no PUBACK, no delivery.
@@ -196,7 +201,11 @@ async fn only_a_puback_delivers_and_what_was_not_acknowledged_is_sent_again() {
     sender.stop().await;
     broker.thaw();
 
-    let mut restarted = Running::start(&store, MqttConfig::new(broker.url(), DEVICE), options());
+    let mut restarted = Running::start(
+        &store,
+        MqttConfig::new(broker.url(), DEVICE),
+        quick_options(),
+    );
     let last = outbox(&store).last().unwrap().0;
     restarted
         .wait("caught up", |s| s.cursor == Some(last))
@@ -226,7 +235,11 @@ async fn after_a_broker_outage_every_event_arrives_in_order() {
     for _ in 0..20 {
         commit(&store, "cam", 100).await;
     }
-    let mut sender = Running::start(&store, MqttConfig::new(broker.url(), DEVICE), options());
+    let mut sender = Running::start(
+        &store,
+        MqttConfig::new(broker.url(), DEVICE),
+        quick_options(),
+    );
     sender.wait("draining", |s| s.delivered >= 300).await;
 
     // Down in the middle of the drain: the batch in flight is not acknowledged.
@@ -287,7 +300,11 @@ async fn presence_is_retained_online_and_the_last_will_says_offline() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
     // Nothing to send: the idle sender still connects and says it is online.
-    let mut sender = Running::start(&store, MqttConfig::new(broker.url(), DEVICE), options());
+    let mut sender = Running::start(
+        &store,
+        MqttConfig::new(broker.url(), DEVICE),
+        quick_options(),
+    );
     sender.wait("connected", |s| s.connected).await;
 
     let mut watcher = Subscriber::connect(broker.port, STATUS, "watcher", false).await;
@@ -337,7 +354,7 @@ async fn a_wrong_password_is_a_clear_status_and_reconnects_are_paced() {
     let paced = SenderOptions {
         backoff_base: Duration::from_secs(1),
         backoff_cap: Duration::from_secs(60),
-        ..options()
+        ..quick_options()
     };
     let mut sender = Running::start(&store, config.clone(), paced);
     let failing = sender.wait("refused", |s| s.last_error.is_some()).await;
@@ -368,7 +385,7 @@ async fn a_wrong_password_is_a_clear_status_and_reconnects_are_paced() {
 
     // The same box with the right password gets through: the refusal was the password.
     config.password = Some("right".into());
-    let mut fixed = Running::start(&store, config, options());
+    let mut fixed = Running::start(&store, config, quick_options());
     fixed.wait("delivered", |s| s.delivered == 1).await;
     fixed.stop().await;
 }
@@ -389,7 +406,7 @@ async fn tls_with_a_test_ca_and_a_clear_error_for_the_wrong_one() {
     config.ca_file = Some(ca.ca.clone());
     config.client_cert = Some(ca.client.0.clone());
     config.client_key = Some(ca.client.1.clone());
-    let mut sender = Running::start(&store, config.clone(), options());
+    let mut sender = Running::start(&store, config.clone(), quick_options());
     let got = cloud.take(5, Duration::from_secs(10)).await;
     assert_eq!(received(&got), outbox(&store));
     sender
@@ -402,7 +419,7 @@ async fn tls_with_a_test_ca_and_a_clear_error_for_the_wrong_one() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
     config.ca_file = Some(other.ca.clone());
-    let mut wrong = Running::start(&store, config, options());
+    let mut wrong = Running::start(&store, config, quick_options());
     let status = wrong.wait("refused", |s| s.last_error.is_some()).await;
     let error = status.last_error.unwrap();
     assert!(!status.connected);
@@ -455,7 +472,7 @@ async fn the_side_channel_shares_the_connection_and_never_queues() {
     );
     assert!(started.elapsed() < Duration::from_millis(100));
 
-    let mut sender = Running::with(&store, publisher, options());
+    let mut sender = Running::with(&store, publisher, quick_options());
     sender.wait("connected", |s| s.connected).await;
     // Telemetry goes while the backlog drains, on the same connection.
     let sent = side.clone();

@@ -198,3 +198,14 @@ pub fn event(camera: &str, n: i64) -> NewEvent {
         media: vec![],
     }
 }
+
+/// Sender options with quick retries, so that outages in tests last seconds.
+pub fn quick_options() -> appliance_uplink::sender::SenderOptions {
+    appliance_uplink::sender::SenderOptions {
+        batch: 100,
+        recheck: Duration::from_millis(200),
+        backoff_base: Duration::from_millis(100),
+        backoff_cap: Duration::from_millis(500),
+        seed: Some(7),
+    }
+}
