@@ -317,8 +317,10 @@ pub struct UplinkConfig {
     #[serde(deserialize_with = "telemetry_interval")]
     pub telemetry_interval: Duration,
     /// `[uplink.mqtt]`: absent means no MQTT upstream.
+    #[serde(deserialize_with = "checked_table")]
     pub mqtt: Option<MqttUplinkConfig>,
     /// `[uplink.kafka]`: absent means no Kafka upstream.
+    #[serde(deserialize_with = "checked_table")]
     pub kafka: Option<KafkaUplinkConfig>,
 }
 
@@ -362,6 +364,14 @@ pub struct MqttUplinkConfig {
     /// MQTT keep-alive. Default `30s`; `5s` to `10m`.
     #[serde(default = "default_keep_alive", deserialize_with = "keep_alive")]
     pub keep_alive: Duration,
+    /// Largest snapshot or clip uploaded (over MQTT, after its event); larger ones are skipped
+    /// and counted. Default `16 MiB`; `64 KiB` to `256 MiB`. On a slow link a big file holds the
+    /// events' connection while it goes.
+    #[serde(
+        default = "default_media_max_bytes",
+        deserialize_with = "media_max_bytes"
+    )]
+    pub media_max_bytes: ByteSize,
 }
 
 /// `[uplink.kafka]`.
@@ -395,8 +405,98 @@ pub struct KafkaUplinkConfig {
     pub key_file: Option<PathBuf>,
 }
 
+/// A table whose keys depend on each other, checked as a whole once its keys are read.
+trait CrossChecked {
+    fn check(&self) -> Result<(), String>;
+}
+
+/// So that `check-config` refuses what the daemon would refuse at start, with the table's
+/// position.
+fn checked_table<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + CrossChecked,
+{
+    let table = Option::<T>::deserialize(deserializer)?;
+    if let Some(table) = &table {
+        table.check().map_err(de::Error::custom)?;
+    }
+    Ok(table)
+}
+
+/// `a` and `b` are both given or both absent.
+fn paired(a: &Option<PathBuf>, b: &Option<PathBuf>, names: &str) -> Result<(), String> {
+    if a.is_some() == b.is_some() {
+        Ok(())
+    } else {
+        Err(format!("{names} go together: give both or neither"))
+    }
+}
+
+impl CrossChecked for MqttUplinkConfig {
+    fn check(&self) -> Result<(), String> {
+        let tls = self.url.starts_with("mqtts://");
+        let tls_files = self.ca_file.is_some() || self.client_cert.is_some();
+        if !tls && tls_files {
+            return Err("ca_file and client_cert need an mqtts:// url".into());
+        }
+        if tls && self.ca_file.is_none() {
+            return Err("an mqtts:// url needs ca_file (the box trusts no system roots)".into());
+        }
+        if !self.password.is_empty() && self.username.is_empty() {
+            return Err("a password needs a username".into());
+        }
+        paired(
+            &self.client_cert,
+            &self.client_key,
+            "client_cert and client_key",
+        )
+    }
+}
+
+impl CrossChecked for KafkaUplinkConfig {
+    fn check(&self) -> Result<(), String> {
+        let protocol = self.security_protocol.as_str();
+        let sasl = protocol.starts_with("sasl_");
+        let tls = protocol.ends_with("ssl");
+        if sasl {
+            if !KAFKA_SASL_MECHANISMS.contains(&self.sasl_mechanism.as_str()) {
+                return Err(format!(
+                    "security_protocol {protocol} needs sasl_mechanism, one of {}",
+                    KAFKA_SASL_MECHANISMS.join(", ")
+                ));
+            }
+            if self.username.is_empty() {
+                return Err(format!("security_protocol {protocol} needs a username"));
+            }
+        } else if !self.sasl_mechanism.is_empty() {
+            return Err("sasl_mechanism needs security_protocol sasl_plaintext or sasl_ssl".into());
+        }
+        let tls_files = self.ca_file.is_some() || self.cert_file.is_some();
+        if !tls && tls_files {
+            return Err("ca_file and cert_file need security_protocol ssl or sasl_ssl".into());
+        }
+        paired(&self.cert_file, &self.key_file, "cert_file and key_file")
+    }
+}
+
+/// The SASL mechanisms `[uplink.kafka] sasl_mechanism` may name.
+pub const KAFKA_SASL_MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+
 fn default_topic_prefix() -> String {
     "appliance".to_owned()
+}
+
+fn default_media_max_bytes() -> ByteSize {
+    ByteSize::mib(16)
+}
+
+fn media_max_bytes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ByteSize, D::Error> {
+    within(
+        ByteSize::deserialize(deserializer)?,
+        ByteSize(64 * 1024),
+        Some(ByteSize::mib(256)),
+    )
 }
 
 fn default_keep_alive() -> Duration {

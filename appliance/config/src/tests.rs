@@ -67,6 +67,7 @@ ca_file = "/etc/appliance/cloud-ca.pem"
 client_cert = "/data/keys/box.crt"
 client_key = "/data/keys/box.key"
 keep_alive = "1m"
+media_max_bytes = "4 MiB"
 
 [uplink.kafka]
 brokers = "k1.example.com:9093,k2.example.com:9093"
@@ -132,6 +133,7 @@ fn full() -> Config {
                 client_cert: Some("/data/keys/box.crt".into()),
                 client_key: Some("/data/keys/box.key".into()),
                 keep_alive: Duration::from_secs(60),
+                media_max_bytes: ByteSize::mib(4),
             }),
             kafka: Some(KafkaUplinkConfig {
                 brokers: "k1.example.com:9093,k2.example.com:9093".into(),
@@ -575,6 +577,31 @@ fn uplink_tables_switch_upstreams_on_and_are_checked() {
             "MQTT topics",
         ),
         ("[uplink]\nbatch = 0", "uplink.batch", "between"),
+        (
+            "[uplink.mqtt]\nurl = \"mqtt://b:1\"\nca_file = \"/ca.pem\"",
+            "uplink.mqtt",
+            "need an mqtts:// url",
+        ),
+        (
+            "[uplink.mqtt]\nurl = \"mqtts://b:1\"",
+            "uplink.mqtt",
+            "needs ca_file",
+        ),
+        (
+            "[uplink.mqtt]\nurl = \"mqtt://b:1\"\npassword = \"p\"",
+            "uplink.mqtt",
+            "needs a username",
+        ),
+        (
+            "[uplink.kafka]\nbrokers = \"k:1\"\nsecurity_protocol = \"sasl_ssl\"\nusername = \"u\"",
+            "uplink.kafka",
+            "needs sasl_mechanism",
+        ),
+        (
+            "[uplink.kafka]\nbrokers = \"k:1\"\ncert_file = \"/c.pem\"\nsecurity_protocol = \"ssl\"",
+            "uplink.kafka",
+            "go together",
+        ),
     ] {
         let err = parse(text).unwrap_err();
         assert!(err.contains(key) && err.contains(expected), "{text}: {err}");
@@ -594,6 +621,7 @@ fn uplink_tables_switch_upstreams_on_and_are_checked() {
     let config = from_env(&[
         ("APPLIANCE_UPLINK__MQTT__PASSWORD", "p"),
         ("APPLIANCE_UPLINK__MQTT__URL", "mqtt://127.0.0.1:1883"),
+        ("APPLIANCE_UPLINK__MQTT__USERNAME", "u"),
     ])
     .unwrap();
     assert_eq!(config.uplink.mqtt.unwrap().password, "p");

@@ -133,7 +133,11 @@ pub fn start(
         let mut publisher =
             MqttPublisher::new(mqtt_config(mqtt, device_id)).context("[uplink.mqtt]")?;
         // Before the publisher goes to its sender: the uploader is what makes it queue media.
-        let uploader = MediaUploader::new(store.clone(), &mut publisher, MediaOptions::default());
+        let media_options = MediaOptions {
+            max_bytes: mqtt.media_max_bytes.bytes(),
+            ..MediaOptions::default()
+        };
+        let uploader = MediaUploader::new(store.clone(), &mut publisher, media_options);
         media = Some(uploader.status());
         tokio::spawn(uploader.run(shutdown.clone()));
         let side = publisher.side_channel();
