@@ -424,8 +424,10 @@ async fn after_an_outage_during_uploads_the_event_backlog_goes_first_and_no_file
             check_media(copy, event, 0, &contents[0]);
         }
     }
-    // The backlog went first: of the files queued before the outage, at most the one the
-    // broker had taken as it stopped arrives before the last backlog event.
+    // The backlog went first: of the files queued before the outage, at most two arrive before
+    // the last backlog event: the one the broker had taken as it stopped, and one the uploader
+    // may start in the moment between the reconnection and the sender's next read of the
+    // outbox (it checks for pending events before each file, not during one).
     let last_late = after_outage
         .iter()
         .rposition(|m| m.topic == EVENTS && late_ids.contains(&m.event_id()))
@@ -436,7 +438,7 @@ async fn after_an_outage_during_uploads_the_event_backlog_goes_first_and_no_file
         .filter(|m| m.topic != EVENTS && !seen_before.contains(m.topic.as_str()))
         .count();
     assert!(
-        early_files <= 1,
+        early_files <= 2,
         "{early_files} files before the event backlog"
     );
     running.stop().await;
