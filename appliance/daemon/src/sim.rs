@@ -117,8 +117,12 @@ struct SimSubscription {
 
 /// A media session the platform opened on one of our channels.
 struct SimSession {
-    /// Our 200 to the INVITE, sent again if the INVITE is retransmitted.
+    /// Our 200 to the INVITE, sent again if the INVITE is retransmitted, and over UDP until the
+    /// ACK comes (RFC 3261 §13.3.1.4: a lost 200 would otherwise end the session at the
+    /// platform's INVITE timeout).
     ok: Message,
+    /// When the 200 was first sent: past 32 s without ACK the session is given up.
+    answered: tokio::time::Instant,
     /// The media side, until the ACK starts the stream.
     prepared: Option<Prepared>,
     stream: Option<Stream>,
@@ -423,6 +427,9 @@ impl SimDevice {
         let renew = Duration::from_secs(u64::from(self.options.expires) * 8 / 10);
         let mut reregister = tokio::time::interval(renew.max(Duration::from_secs(1)));
         reregister.tick().await;
+        // Timer G's floor: unacknowledged 200s go again every half second.
+        let mut unacked = tokio::time::interval(Duration::from_millis(500));
+        unacked.tick().await;
         // `kill -USR1 <pid>` raises an alarm on every simulated device, for installers checking
         // that alarms reach the box.
         let mut on_demand = tokio::signal::unix::signal(SignalKind::user_defined1())?;
@@ -439,6 +446,7 @@ impl SimDevice {
                 _ = alarm.tick() => self.raise_alarm().await?,
                 _ = on_demand.recv() => self.raise_alarm().await?,
                 _ = reregister.tick() => self.register(self.options.expires).await?,
+                _ = unacked.tick() => self.resend_unacknowledged().await?,
                 received = self.link.recv() => {
                     let message = received?;
                     if message.is_request() {
@@ -803,6 +811,7 @@ impl SimDevice {
             call_id,
             SimSession {
                 ok,
+                answered: tokio::time::Instant::now(),
                 prepared: Some(prepared),
                 stream: None,
                 ssrc: offer.ssrc.value(),
@@ -810,6 +819,27 @@ impl SimDevice {
                 length,
             },
         );
+        Ok(())
+    }
+
+    /// Over UDP, sends the 200 of every session not yet ACKed again; gives up after 32 s
+    /// (timer H).
+    async fn resend_unacknowledged(&mut self) -> anyhow::Result<()> {
+        if !matches!(self.link, Link::Udp(_)) {
+            return Ok(());
+        }
+        let give_up = Duration::from_secs(32);
+        self.sessions
+            .retain(|_, s| s.prepared.is_none() || s.answered.elapsed() < give_up);
+        let pending: Vec<Message> = self
+            .sessions
+            .values()
+            .filter(|s| s.prepared.is_some())
+            .map(|s| s.ok.clone())
+            .collect();
+        for ok in pending {
+            self.link.send(&ok).await?;
+        }
         Ok(())
     }
 
