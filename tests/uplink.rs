@@ -76,9 +76,13 @@ fn mqtt_status(daemon: &Daemon) -> Value {
     daemon.get("/api/v1/uplink").1["items"][0].clone()
 }
 
+/// How long a sender may take to try again after a broker came back: its backoff (full jitter)
+/// is capped at 60 s, and a long outage reaches the cap.
+const RECONNECT: Duration = Duration::from_secs(75);
+
 /// Waits until the MQTT upstream has delivered everything committed so far.
 fn drained(daemon: &Daemon) -> bool {
-    wait_for(Duration::from_secs(20), || {
+    wait_for(RECONNECT, || {
         let status = mqtt_status(daemon);
         status["connected"] == true && status["depth"] == 0
     })
@@ -203,7 +207,7 @@ fn a_daemon_killed_mid_drain_resends_only_what_was_not_acknowledged() {
     drop(sim);
     broker.restart();
     let subscriber = MqttSubscriber::start(port, TOPIC, &out);
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + RECONNECT;
     while received(&subscriber).is_empty() {
         assert!(Instant::now() < deadline, "nothing arrived");
         std::thread::sleep(Duration::from_millis(5));
