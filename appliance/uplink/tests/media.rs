@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use support::{event, open_store, quick_options};
+use support::{Inbox, event, open_store, quick_options};
 
 const DEVICE: &str = "box-1";
 const EVENTS: &str = "appliance/box-1/events";
@@ -164,18 +164,9 @@ impl Message {
 
 /// The cloud: an MQTT 5 subscriber to the events and the media. With a `persistent` session the
 /// broker keeps what arrives while it is away, across a graceful broker restart too.
-struct Cloud {
-    rx: mpsc::UnboundedReceiver<Message>,
-    driver: JoinHandle<()>,
-}
+type Cloud = Inbox<Message>;
 
-impl Drop for Cloud {
-    fn drop(&mut self) {
-        self.driver.abort();
-    }
-}
-
-impl Cloud {
+impl Inbox<Message> {
     async fn connect(port: u16, client_id: &str, persistent: bool) -> Cloud {
         let mut options = rumqttc::v5::MqttOptions::new(client_id, "127.0.0.1", port);
         options
@@ -226,29 +217,7 @@ impl Cloud {
             .await
             .expect("SUBACKs in time")
             .unwrap();
-        Cloud { rx, driver }
-    }
-
-    /// Messages until `n` have arrived or `within` has passed.
-    async fn take(&mut self, n: usize, within: Duration) -> Vec<Message> {
-        let deadline = tokio::time::Instant::now() + within;
-        let mut out = Vec::new();
-        while out.len() < n {
-            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(message)) => out.push(message),
-                _ => break,
-            }
-        }
-        out
-    }
-
-    /// Whatever else arrives, until nothing has for `quiet`.
-    async fn drain(&mut self, quiet: Duration) -> Vec<Message> {
-        let mut out = Vec::new();
-        while let Ok(Some(message)) = tokio::time::timeout(quiet, self.rx.recv()).await {
-            out.push(message);
-        }
-        out
+        Inbox::new(rx, driver)
     }
 }
 

@@ -87,21 +87,59 @@ impl Message {
     }
 }
 
-/// An MQTT 3.1.1 subscriber (the cloud side, on another protocol version than the box). With
-/// a `persistent` session the broker queues what arrives while it is away, across a graceful
-/// broker restart too, so a test sees every message whatever order things reconnect in.
-pub struct Subscriber {
-    rx: mpsc::UnboundedReceiver<Message>,
+/// What a subscriber's driver task received, in order; the task stops when this is dropped.
+pub struct Inbox<M> {
+    rx: mpsc::UnboundedReceiver<M>,
     driver: JoinHandle<()>,
 }
 
-impl Drop for Subscriber {
+impl<M> Drop for Inbox<M> {
     fn drop(&mut self) {
         self.driver.abort();
     }
 }
 
-impl Subscriber {
+impl<M> Inbox<M> {
+    pub fn new(rx: mpsc::UnboundedReceiver<M>, driver: JoinHandle<()>) -> Inbox<M> {
+        Inbox { rx, driver }
+    }
+
+    pub async fn next(&mut self, within: Duration) -> Option<M> {
+        tokio::time::timeout(within, self.rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Messages until `n` have arrived or `within` has passed.
+    pub async fn take(&mut self, n: usize, within: Duration) -> Vec<M> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut out = Vec::new();
+        while out.len() < n {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(message)) => out.push(message),
+                _ => break,
+            }
+        }
+        out
+    }
+
+    /// Whatever else arrives, until nothing has for `quiet`.
+    pub async fn drain(&mut self, quiet: Duration) -> Vec<M> {
+        let mut out = Vec::new();
+        while let Some(message) = self.next(quiet).await {
+            out.push(message);
+        }
+        out
+    }
+}
+
+/// An MQTT 3.1.1 subscriber (the cloud side, on another protocol version than the box). With
+/// a `persistent` session the broker queues what arrives while it is away, across a graceful
+/// broker restart too, so a test sees every message whatever order things reconnect in.
+pub type Subscriber = Inbox<Message>;
+
+impl Inbox<Message> {
     pub async fn connect(port: u16, filter: &str, client_id: &str, persistent: bool) -> Subscriber {
         let mut options = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
         options.set_keep_alive(Duration::from_secs(5));
@@ -141,36 +179,7 @@ impl Subscriber {
             .await
             .expect("SUBACK in time")
             .unwrap();
-        Subscriber { rx, driver }
-    }
-
-    pub async fn next(&mut self, within: Duration) -> Option<Message> {
-        tokio::time::timeout(within, self.rx.recv())
-            .await
-            .ok()
-            .flatten()
-    }
-
-    /// Messages until `n` have arrived or `within` has passed.
-    pub async fn take(&mut self, n: usize, within: Duration) -> Vec<Message> {
-        let deadline = tokio::time::Instant::now() + within;
-        let mut out = Vec::new();
-        while out.len() < n {
-            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(message)) => out.push(message),
-                _ => break,
-            }
-        }
-        out
-    }
-
-    /// Whatever else arrives within `within`.
-    pub async fn drain(&mut self, within: Duration) -> Vec<Message> {
-        let mut out = Vec::new();
-        while let Some(message) = self.next(within).await {
-            out.push(message);
-        }
-        out
+        Inbox::new(rx, driver)
     }
 }
 
