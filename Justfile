@@ -10,10 +10,12 @@ default:
 # Install what building and running need (idempotent).
 setup:
     scripts/setup-packages.sh
+    scripts/setup-vision.sh
 
 # Install that and the test peers (idempotent; the first time builds tansu, ~10 minutes).
 setup-test:
     scripts/setup-packages.sh --test
+    scripts/setup-vision.sh
 
 # Build and run the appliance on embedded defaults: data in ./var, API on 127.0.0.1:8080.
 run *ARGS: setup

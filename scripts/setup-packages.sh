@@ -19,6 +19,7 @@ packages=(
   gstreamer1.0-plugins-ugly # x264enc: the test pattern's encoder
   gstreamer1.0-libav # avdec_h264: decodes what we mux, in the tests
   libssl-dev # rdkafka's bundled librdkafka links OpenSSL for TLS and SASL/SCRAM (build dependency)
+  python3-pip # pip downloads the onnxruntime wheel (scripts/setup-vision.sh)
   zlib1g-dev # librdkafka's gzip support, found by its configure script (build dependency)
   mosquitto # MQTT broker: appliance-uplink's tests start one per test on a loopback port
   mosquitto-clients # mosquitto_sub/mosquitto_pub: the cloud side of tests/uplink.rs, and by hand
