@@ -3,7 +3,7 @@
 //! # File format
 //!
 //! The configuration is a TOML file, by default [`DEFAULT_CONFIG_PATH`],
-//! with seven tables. Every key is optional; a missing key takes its
+//! with eight tables. Every key is optional; a missing key takes its
 //! documented default, so an empty file is a valid configuration. This is the
 //! complete file with every default (`applianced default-config` prints it,
 //! see [`Config::to_toml_string`]):
@@ -50,6 +50,16 @@
 //! batch = 100
 //! telemetry_interval = "1m"
 //! # [uplink.mqtt] and [uplink.kafka]: absent, so off (see `UplinkConfig`)
+//!
+//! [vision]
+//! onnxruntime = ""
+//! providers = ["tensorrt", "cuda", "xnnpack", "cpu"]
+//! intra_threads = 2
+//! decoder = "auto"
+//! max_batch = 4
+//! queue_per_camera = 2
+//! utc_offset = "+00:00"
+//! snapshot_quality = 80
 //! ```
 //!
 //! Sizes ([`ByteSize`]) are an integer number of bytes or a string such as
@@ -114,6 +124,8 @@ pub struct Config {
     pub media: MediaConfig,
     /// `[uplink]`: events to the central cloud over MQTT and/or Kafka.
     pub uplink: UplinkConfig,
+    /// `[vision]`: decoding, ONNX Runtime and the skills' pipeline.
+    pub vision: VisionConfig,
 }
 
 /// `[http]`: the HTTP API.
@@ -298,6 +310,82 @@ impl Default for MediaConfig {
             stream_timeout: Duration::from_secs(15),
         }
     }
+}
+
+/// `[vision]`: how frames are decoded and models run. Cameras and their skills are not here:
+/// they are configured live through the API and kept in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VisionConfig {
+    /// The ONNX Runtime library (`libonnxruntime.so`). Default empty: `ORT_DYLIB_PATH`, then
+    /// `/usr/lib`, `/usr/local/lib`, then the copy `just setup` puts into a development checkout.
+    pub onnxruntime: PathBuf,
+    /// Execution providers tried in this order; one this box's ONNX Runtime lacks is skipped
+    /// with the reason logged. Default `["tensorrt", "cuda", "xnnpack", "cpu"]`.
+    #[serde(deserialize_with = "providers")]
+    pub providers: Vec<String>,
+    /// Threads of each model's ONNX Runtime session, 1 to 64. Default 2.
+    #[serde(deserialize_with = "intra_threads")]
+    pub intra_threads: usize,
+    /// GStreamer decoder element, or `auto`: the platform's hardware decoder where there is one
+    /// (`nvv4l2decoder`, `mppvideodec`, VA-API, V4L2), else `avdec_h264`/`avdec_h265`.
+    pub decoder: String,
+    /// Most frames (from any cameras) one inference run takes, 1 to 32. Default 4.
+    #[serde(deserialize_with = "max_batch")]
+    pub max_batch: usize,
+    /// Frames waiting for inference per camera, 1 to 64; when full the oldest is dropped (and
+    /// counted), so one slow model never holds up decoding. Default 2.
+    #[serde(deserialize_with = "queue_per_camera")]
+    pub queue_per_camera: usize,
+    /// Offset of the box's wall clock from UTC, `+HH:MM` or `-HH:MM`, for skill schedules.
+    /// Default `+00:00`.
+    #[serde(deserialize_with = "utc_offset")]
+    pub utc_offset: String,
+    /// JPEG quality of event snapshots, 1 to 100. Default 80.
+    #[serde(deserialize_with = "snapshot_quality")]
+    pub snapshot_quality: u8,
+}
+
+impl Default for VisionConfig {
+    fn default() -> VisionConfig {
+        VisionConfig {
+            onnxruntime: PathBuf::new(),
+            providers: ["tensorrt", "cuda", "xnnpack", "cpu"]
+                .map(String::from)
+                .to_vec(),
+            intra_threads: 2,
+            decoder: "auto".into(),
+            max_batch: 4,
+            queue_per_camera: 2,
+            utc_offset: "+00:00".into(),
+            snapshot_quality: 80,
+        }
+    }
+}
+
+impl VisionConfig {
+    /// The schedule offset in seconds east of UTC (validated at load).
+    pub fn utc_offset_seconds(&self) -> i32 {
+        parse_utc_offset(&self.utc_offset).unwrap_or(0)
+    }
+}
+
+/// The execution providers `[vision] providers` may name.
+pub const EXECUTION_PROVIDERS: [&str; 5] = ["tensorrt", "cuda", "xnnpack", "acl", "cpu"];
+
+/// `+HH:MM` / `-HH:MM` in seconds east of UTC.
+fn parse_utc_offset(text: &str) -> Option<i32> {
+    let (sign, rest) = match text.as_bytes().first()? {
+        b'+' => (1, &text[1..]),
+        b'-' => (-1, &text[1..]),
+        _ => return None,
+    };
+    let (hours, minutes) = rest.split_once(':')?;
+    if hours.len() != 2 || minutes.len() != 2 {
+        return None;
+    }
+    let (hours, minutes): (i32, i32) = (hours.parse().ok()?, minutes.parse().ok()?);
+    (hours <= 14 && minutes < 60).then_some(sign * (hours * 3600 + minutes * 60))
 }
 
 /// `[uplink]`: the durable outbox drained to the central cloud. Each upstream is on when its
@@ -644,6 +732,50 @@ fn device_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Er
     Ok(id)
 }
 
+fn providers<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    let providers = Vec::<String>::deserialize(deserializer)?;
+    if providers.is_empty() {
+        return Err(de::Error::custom(
+            "name at least one provider, e.g. [\"cpu\"]",
+        ));
+    }
+    for provider in &providers {
+        if !EXECUTION_PROVIDERS.contains(&provider.as_str()) {
+            return Err(de::Error::custom(format!(
+                "unknown execution provider `{provider}` (known: {})",
+                EXECUTION_PROVIDERS.join(", ")
+            )));
+        }
+    }
+    Ok(providers)
+}
+
+fn intra_threads<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    within(usize::deserialize(deserializer)?, 1, Some(64))
+}
+
+fn max_batch<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    within(usize::deserialize(deserializer)?, 1, Some(32))
+}
+
+fn queue_per_camera<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    within(usize::deserialize(deserializer)?, 1, Some(64))
+}
+
+fn snapshot_quality<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u8, D::Error> {
+    within(u8::deserialize(deserializer)?, 1, Some(100))
+}
+
+fn utc_offset<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    match parse_utc_offset(&text) {
+        Some(_) => Ok(text),
+        None => Err(de::Error::custom(format!(
+            "`{text}`: expected +HH:MM or -HH:MM, at most 14 hours (e.g. `+08:00`)"
+        ))),
+    }
+}
+
 fn uplink_batch<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
     within(usize::deserialize(deserializer)?, 1, Some(10_000))
 }
@@ -882,6 +1014,17 @@ impl Config {
                     mqtt,
                     kafka,
                 },
+            vision:
+                VisionConfig {
+                    onnxruntime,
+                    providers,
+                    intra_threads,
+                    decoder,
+                    max_batch,
+                    queue_per_camera,
+                    utc_offset,
+                    snapshot_quality,
+                },
         } = self;
         let upstream = |name: &str, table: Option<String>, example: &str| match table {
             Some(table) => format!("[uplink.{name}]\n{table}"),
@@ -979,6 +1122,26 @@ telemetry_interval = {telemetry_interval}
 
 {mqtt}
 {kafka}
+[vision]
+# libonnxruntime.so; empty: ORT_DYLIB_PATH, /usr/lib, /usr/local/lib, or the
+# copy `just setup` installs into a development checkout.
+onnxruntime = {onnxruntime}
+# Execution providers in order of preference (tensorrt, cuda, xnnpack, acl,
+# cpu); those this ONNX Runtime lacks are skipped with the reason logged.
+providers = {providers}
+# Threads of each model's session, 1 to 64.
+intra_threads = {intra_threads}
+# GStreamer decoder element, or "auto" (hardware where the box has it).
+decoder = {decoder}
+# Most frames, from any cameras, one inference run takes, 1 to 32.
+max_batch = {max_batch}
+# Frames waiting per camera, 1 to 64; when full the oldest is dropped.
+queue_per_camera = {queue_per_camera}
+# The box's offset from UTC for skill schedules, e.g. "+08:00".
+utc_offset = {utc_offset}
+# JPEG quality of event snapshots, 1 to 100.
+snapshot_quality = {snapshot_quality}
+
 [sip.device_passwords]
 # "<device id>" = "<password>"
 {device_passwords}"#,
@@ -1003,6 +1166,10 @@ telemetry_interval = {telemetry_interval}
             device_id = toml_string(device_id),
             telemetry_interval = toml_string(telemetry_interval),
             stream_timeout = toml_string(stream_timeout),
+            onnxruntime = toml_string(onnxruntime.display()),
+            providers = Value::Array(providers.iter().map(toml_string).collect()),
+            decoder = toml_string(decoder),
+            utc_offset = toml_string(utc_offset),
         )
     }
 }

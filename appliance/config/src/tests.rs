@@ -77,6 +77,16 @@ sasl_mechanism = "SCRAM-SHA-512"
 username = "box"
 password = "s3cret"
 ca_file = "/etc/appliance/kafka-ca.pem"
+
+[vision]
+onnxruntime = "/usr/lib/libonnxruntime.so.1.20.0"
+providers = ["tensorrt", "cpu"]
+intra_threads = 4
+decoder = "nvv4l2decoder"
+max_batch = 8
+queue_per_camera = 3
+utc_offset = "+08:00"
+snapshot_quality = 90
 "#;
 
 fn full() -> Config {
@@ -147,7 +157,35 @@ fn full() -> Config {
                 key_file: None,
             }),
         },
+        vision: VisionConfig {
+            onnxruntime: "/usr/lib/libonnxruntime.so.1.20.0".into(),
+            providers: vec!["tensorrt".into(), "cpu".into()],
+            intra_threads: 4,
+            decoder: "nvv4l2decoder".into(),
+            max_batch: 8,
+            queue_per_camera: 3,
+            utc_offset: "+08:00".into(),
+            snapshot_quality: 90,
+        },
     }
+}
+
+#[test]
+fn vision_values_are_checked() {
+    assert_eq!(
+        parse("[vision]\nproviders = [\"gpu\"]\n"),
+        Err("/x.toml:2:13: vision.providers: unknown execution provider `gpu` (known: tensorrt, cuda, xnnpack, acl, cpu)".into())
+    );
+    assert_eq!(
+        parse("[vision]\nutc_offset = \"8\"\n"),
+        Err("/x.toml:2:14: vision.utc_offset: `8`: expected +HH:MM or -HH:MM, at most 14 hours (e.g. `+08:00`)".into())
+    );
+    assert_eq!(
+        parse("[vision]\nmax_batch = 0\n"),
+        Err("/x.toml:2:13: vision.max_batch: must be between 1 and 32, got 0".into())
+    );
+    let config = parse("[vision]\nutc_offset = \"-03:30\"\n").unwrap();
+    assert_eq!(config.vision.utc_offset_seconds(), -(3 * 3600 + 30 * 60));
 }
 
 #[test]
