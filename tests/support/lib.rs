@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod brokers;
+pub mod clips;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -148,6 +149,20 @@ impl Daemon {
     /// GET returning (status, body text).
     pub fn get_text(&self, path: &str) -> (u16, String) {
         response(ureq::get(&self.url(path)).call())
+    }
+
+    /// GET returning (status, body bytes): media files.
+    pub fn get_bytes(&self, path: &str) -> (u16, Vec<u8>) {
+        match ureq::get(&self.url(path)).call() {
+            Ok(response) | Err(ureq::Error::Status(_, response)) => {
+                let status = response.status();
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut response.into_reader(), &mut bytes)
+                    .expect("the body reads");
+                (status, bytes)
+            }
+            Err(e) => panic!("GET {path}: {e}"),
+        }
     }
 
     /// GET returning (status, JSON body).

@@ -13,6 +13,7 @@ mod sim;
 mod sip;
 mod systemd;
 mod uplink;
+mod vision;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,8 +56,17 @@ enum Command {
     DefaultConfig,
     /// Simulate GB28181 cameras that register to a platform (this box or another).
     SimDevice(Box<sim::SimOptions>),
+    /// Skills offline: `skill test` runs a skill on a recorded clip.
+    #[command(subcommand)]
+    Skill(SkillCommand),
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum SkillCommand {
+    /// Run a skill on a video file and print the events it would raise.
+    Test(vision::dry_run::SkillTestOptions),
 }
 
 /// Exit status for an invalid configuration (also used by `check-config`).
@@ -101,6 +111,27 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("applianced sim-device: {e:#}");
                     ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Skill(SkillCommand::Test(options)) => {
+            logging::init("warn");
+            let config = match load_config(options.config.as_deref()) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("applianced: {e}");
+                    return ExitCode::from(EXIT_BAD_CONFIG);
+                }
+            };
+            match vision::dry_run::run(options, config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("applianced skill test: {e:#}");
+                    if e.downcast_ref::<vision::dry_run::BadInput>().is_some() {
+                        ExitCode::from(vision::dry_run::EXIT_BAD_SKILL)
+                    } else {
+                        ExitCode::FAILURE
+                    }
                 }
             }
         }

@@ -8,10 +8,17 @@
 //! - [`receive`]: per-stream receive statistics, SSRC check and frame counting.
 //! - `source` (feature `source`, on by default): H.264 access units from a GStreamer test
 //!   pattern or a looping file.
+//! - `frames` (feature `source`): decoded RGB frames from a camera or a file, decoding only what
+//!   the skills need, on the platform's hardware decoder where there is one.
+//! - `clip` (feature `source`): H.264 MP4 test and benchmark clips from RGB frames.
 //!
 //! Everything but `source` is plain code over byte slices; nothing that reads network input
 //! panics on it.
 
+#[cfg(feature = "source")]
+pub mod clip;
+#[cfg(feature = "source")]
+pub mod frames;
 pub mod ps;
 pub mod receive;
 pub mod rfc4571;

@@ -9,7 +9,11 @@ fn model_file(name: &str, file: &str) -> PathBuf {
         .join("../../.local/models")
         .join(name)
         .join(file);
-    assert!(path.is_file(), "{} missing: run `just setup`", path.display());
+    assert!(
+        path.is_file(),
+        "{} missing: run `just setup`",
+        path.display()
+    );
     path
 }
 
@@ -41,7 +45,12 @@ fn loads_the_library_and_runs_a_model_with_providers_falling_back_to_the_cpu() {
         shape: &[1, 3, 416, 416],
         data: &data[..10],
     }]);
-    assert!(wrong.unwrap_err().to_string().contains("does not hold 10 values"));
+    assert!(
+        wrong
+            .unwrap_err()
+            .to_string()
+            .contains("does not hold 10 values")
+    );
 }
 
 #[test]
@@ -50,6 +59,8 @@ fn reads_the_alphabet_from_the_recogniser_metadata() {
     let model = runtime
         .session(&model_file("ppocr_rec", "ch_PP-OCRv4_rec_infer.onnx"))
         .unwrap();
-    let alphabet = model.metadata("character").expect("PP-OCR keeps its keys there");
+    let alphabet = model
+        .metadata("character")
+        .expect("PP-OCR keeps its keys there");
     assert_eq!(alphabet.lines().count(), 6623);
 }
