@@ -13,6 +13,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
+use crate::vision::Vision;
 use crate::{logging, sip, systemd, uplink};
 
 /// How long in-flight HTTP requests may take to finish after a stop signal.
@@ -80,11 +81,28 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         &mut registry,
         &shutdown,
     )?;
+    let vision = Vision::new(
+        config.vision.clone(),
+        store.clone(),
+        data_dir.clone(),
+        &mut registry,
+    );
+    // Cameras start in the background: loading models takes seconds and must not hold up
+    // readiness; a camera that cannot start says why in its status.
+    let vision_start = tokio::task::spawn_blocking({
+        let vision = vision.clone();
+        move || {
+            if let Err(e) = vision.start() {
+                tracing::error!(error = %e, "cannot read the cameras");
+            }
+        }
+    });
     let sip_for_stop = sip.clone();
     let state = AppState::new(
         store.clone(),
         Some(sip),
         uplinks,
+        vision.clone(),
         registry,
         http_addr,
         started,
@@ -129,6 +147,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         watchdog.abort();
     }
     retention.await?;
+    vision_start.await?;
+    tokio::task::spawn_blocking(move || vision.shutdown()).await?;
     // Waits for queued writes to become durable, then stops the writer.
     tokio::task::spawn_blocking(move || store.close()).await?;
     tracing::info!("stopped");

@@ -6,8 +6,10 @@
 pub mod devices;
 mod error;
 mod events;
+mod libraries;
 mod sessions;
 mod system;
+mod vision;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -15,7 +17,7 @@ use std::time::Instant;
 
 use appliance_store::EventStore;
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use prometheus_client::registry::Registry;
 use utoipa::OpenApi;
 
@@ -23,6 +25,7 @@ pub use error::ApiError;
 
 use crate::sip::SipHandle;
 use crate::uplink::Uplinks;
+use crate::vision::Vision;
 
 /// Everything handlers share.
 #[derive(Clone)]
@@ -34,6 +37,7 @@ struct StateInner {
     store: EventStore,
     sip: Option<SipHandle>,
     uplinks: Uplinks,
+    vision: Vision,
     registry: Mutex<Registry>,
     http_addr: SocketAddr,
     started: Instant,
@@ -44,6 +48,7 @@ impl AppState {
         store: EventStore,
         sip: Option<SipHandle>,
         uplinks: Uplinks,
+        vision: Vision,
         registry: Registry,
         http_addr: SocketAddr,
         started: Instant,
@@ -53,6 +58,7 @@ impl AppState {
                 store,
                 sip,
                 uplinks,
+                vision,
                 registry: Mutex::new(registry),
                 http_addr,
                 started,
@@ -94,6 +100,28 @@ impl AppState {
         sessions::get_session,
         sessions::stop_session,
         sessions::control_session,
+        vision::list_cameras,
+        vision::get_camera,
+        vision::put_camera,
+        vision::delete_camera,
+        vision::list_skills,
+        vision::create_skill,
+        vision::get_skill,
+        vision::put_skill,
+        vision::delete_skill,
+        vision::skill_schema,
+        vision::list_models,
+        libraries::list_libraries,
+        libraries::get_library,
+        libraries::put_library,
+        libraries::delete_library,
+        libraries::put_person,
+        libraries::delete_person,
+        libraries::enrol_photo,
+        libraries::delete_photo,
+        libraries::list_plate_lists,
+        libraries::put_plate_list,
+        libraries::delete_plate_list,
     ),
     components(schemas(
         appliance_model::Event,
@@ -139,6 +167,22 @@ impl AppState {
         system::Subsystem,
         error::ErrorBody,
         error::ErrorDetail,
+        vision::CameraView,
+        vision::CameraList,
+        vision::SkillView,
+        vision::SkillList,
+        vision::ModelView,
+        vision::ModelList,
+        crate::vision::catalog::Camera,
+        crate::vision::catalog::DecodeMode,
+        crate::vision::CameraStatus,
+        libraries::PersonView,
+        libraries::LibraryView,
+        libraries::LibraryList,
+        libraries::LibrarySettings,
+        libraries::PersonBody,
+        libraries::Enrolled,
+        libraries::PlateLists,
     ))
 )]
 pub struct ApiDoc;
@@ -197,6 +241,49 @@ fn protected_routes() -> Router<AppState> {
             get(sessions::get_session).delete(sessions::stop_session),
         )
         .route("/sessions/{id}/control", post(sessions::control_session))
+        .route("/cameras", get(vision::list_cameras))
+        .route(
+            "/cameras/{camera}",
+            get(vision::get_camera)
+                .put(vision::put_camera)
+                .delete(vision::delete_camera),
+        )
+        .route(
+            "/cameras/{camera}/skills",
+            get(vision::list_skills).post(vision::create_skill),
+        )
+        .route(
+            "/cameras/{camera}/skills/{skill}",
+            get(vision::get_skill)
+                .put(vision::put_skill)
+                .delete(vision::delete_skill),
+        )
+        .route("/skills/schema", get(vision::skill_schema))
+        .route("/models", get(vision::list_models))
+        .route("/faces", get(libraries::list_libraries))
+        .route(
+            "/faces/{library}",
+            get(libraries::get_library)
+                .put(libraries::put_library)
+                .delete(libraries::delete_library),
+        )
+        .route(
+            "/faces/{library}/people/{person}",
+            put(libraries::put_person).delete(libraries::delete_person),
+        )
+        .route(
+            "/faces/{library}/people/{person}/photos",
+            post(libraries::enrol_photo),
+        )
+        .route(
+            "/faces/{library}/photos/{photo}",
+            delete(libraries::delete_photo),
+        )
+        .route("/plates", get(libraries::list_plate_lists))
+        .route(
+            "/plates/{list}",
+            put(libraries::put_plate_list).delete(libraries::delete_plate_list),
+        )
 }
 
 pub fn router(state: AppState) -> Router {

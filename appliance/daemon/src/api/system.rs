@@ -140,6 +140,7 @@ pub async fn telemetry(
 /// Prometheus text exposition.
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     state.store().refresh_gauges();
+    state.inner.vision.refresh_gauges();
     let mut text = String::new();
     let registry = state
         .inner

@@ -153,8 +153,6 @@ pub fn skill_key(camera: &str, skill: &str) -> String {
 /// Everything the pipeline needs, read at once.
 pub struct Snapshot {
     pub cameras: Vec<(String, Camera)>,
-    /// (camera, skill id, config JSON)
-    pub skills: Vec<(String, String, serde_json::Value)>,
     pub face_libraries: Vec<Library>,
     /// (library, photo id, photo)
     pub face_photos: Vec<(String, String, FacePhoto)>,
@@ -169,10 +167,6 @@ impl Snapshot {
         };
         Ok(Snapshot {
             cameras: load(store, CAMERAS, "")?,
-            skills: load::<serde_json::Value>(store, SKILLS, "")?
-                .into_iter()
-                .filter_map(|(key, value)| split(&key).map(|(c, s)| (c, s, value)))
-                .collect(),
             face_libraries: load::<Library>(store, FACE_LIBRARIES, "")?
                 .into_iter()
                 .map(|(_, library)| library)

@@ -35,6 +35,9 @@ use appliance_vision::models::{Analyzer, Finding, Models};
 use appliance_vision::registry::{Registry, default_bundled_dirs};
 use appliance_vision::runtime::{Provider, Runtime, RuntimeOptions};
 use image::RgbImage;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -211,6 +214,28 @@ struct Inner {
     workers: Mutex<HashMap<String, Arc<ModelWorker>>>,
     cameras: Mutex<HashMap<String, CameraRunner>>,
     events: AtomicU64,
+    /// Serialises read-modify-write edits of the catalog from concurrent API requests.
+    edits: tokio::sync::Mutex<()>,
+    metrics: VisionMetrics,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CameraStage {
+    camera: String,
+    stage: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CameraLabel {
+    camera: String,
+}
+
+/// Per-camera figures in `/metrics`, set from the cameras' status at each scrape.
+#[derive(Default)]
+struct VisionMetrics {
+    frames: Family<CameraStage, Gauge>,
+    decode_ms: Family<CameraLabel, Gauge<f64, AtomicU64>>,
+    events: Family<CameraLabel, Gauge>,
 }
 
 /// The vision service; cheap to clone.
@@ -220,7 +245,29 @@ pub struct Vision {
 }
 
 impl Vision {
-    pub fn new(config: VisionConfig, store: EventStore, data_dir: PathBuf) -> Vision {
+    pub fn new(
+        config: VisionConfig,
+        store: EventStore,
+        data_dir: PathBuf,
+        registry: &mut prometheus_client::registry::Registry,
+    ) -> Vision {
+        let metrics = VisionMetrics::default();
+        let sub = registry.sub_registry_with_prefix("appliance_vision");
+        sub.register(
+            "camera_frames",
+            "Frames per camera and stage: in (reaching the decoder's input), skipped_before_decode (non-key frames not decoded), decoded, delivered (sampled for the skills), dropped (sampled out or replaced by a newer one), inferred (analysed by a model), queue_dropped (dropped waiting for a model)",
+            metrics.frames.clone(),
+        );
+        sub.register(
+            "camera_decode_milliseconds",
+            "Mean time a frame spends in the decoder, per camera",
+            metrics.decode_ms.clone(),
+        );
+        sub.register(
+            "camera_events",
+            "Skill events stored per camera since the camera started",
+            metrics.events.clone(),
+        );
         Vision {
             inner: Arc::new(Inner {
                 config,
@@ -231,6 +278,8 @@ impl Vision {
                 workers: Mutex::new(HashMap::new()),
                 cameras: Mutex::new(HashMap::new()),
                 events: AtomicU64::new(0),
+                edits: tokio::sync::Mutex::new(()),
+                metrics,
             }),
         }
     }
@@ -252,10 +301,6 @@ impl Vision {
             })
             .as_ref()
             .map_err(Clone::clone)
-    }
-
-    pub fn libraries(&self) -> &Arc<Libraries> {
-        &self.inner.libraries
     }
 
     /// Reads libraries and cameras from the store and starts every camera (blocking).
@@ -338,8 +383,46 @@ impl Vision {
             .collect()
     }
 
-    pub fn events_raised(&self) -> u64 {
-        self.inner.events.load(Ordering::Relaxed)
+    /// Held while an API request reads, changes and writes the catalog.
+    pub async fn edit(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.edits.lock().await
+    }
+
+    /// Sets the `/metrics` gauges from the cameras' status.
+    pub fn refresh_gauges(&self) {
+        let metrics = &self.inner.metrics;
+        metrics.frames.clear();
+        metrics.decode_ms.clear();
+        metrics.events.clear();
+        for (camera, status) in self.statuses() {
+            let frames = &status.frames;
+            for (stage, value) in [
+                ("in", frames.frames_in),
+                ("skipped_before_decode", frames.skipped_before_decode),
+                ("decoded", frames.decoded),
+                ("delivered", frames.delivered),
+                ("dropped", frames.dropped),
+                ("inferred", status.inferred),
+                ("queue_dropped", status.queue_dropped),
+            ] {
+                metrics
+                    .frames
+                    .get_or_create(&CameraStage {
+                        camera: camera.clone(),
+                        stage,
+                    })
+                    .set(value as i64);
+            }
+            let label = CameraLabel { camera };
+            metrics
+                .decode_ms
+                .get_or_create(&label)
+                .set(frames.decode_ms_avg());
+            metrics
+                .events
+                .get_or_create(&label)
+                .set(status.events as i64);
+        }
     }
 
     /// Stops a camera (if running) and starts it again with its stored config and skills.

@@ -1,0 +1,514 @@
+//! `/api/v1/faces…` and `/api/v1/plates…`: the face libraries (people enrolled from photos:
+//! detect → align → embed, embeddings kept in the store) and the plate lists the skills match
+//! against. Every change is stored durably, then the in-memory indexes are rebuilt, live.
+
+use appliance_skills::library::face::{DEFAULT_MATCH_THRESHOLD, Library, Person};
+use appliance_skills::library::plate::{PlateLibrary, PlateList};
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::vision::{check_id, vision};
+use super::{ApiError, AppState, json_body, query_params};
+use crate::vision::catalog::{self, FacePhoto};
+
+/// Largest photo accepted for enrolment.
+const MAX_PHOTO_BYTES: usize = 16 * 1024 * 1024;
+/// The face detector enrolment uses unless the request names another.
+const DEFAULT_FACE_MODEL: &str = "centerface";
+
+fn invalid(message: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid", message.to_string())
+}
+
+async fn reload(state: &AppState) -> Result<(), ApiError> {
+    let vision = vision(state).clone();
+    tokio::task::spawn_blocking(move || vision.reload_libraries()).await??;
+    Ok(())
+}
+
+fn load_library(state: &AppState, name: &str) -> Result<Library, ApiError> {
+    catalog::get(state.store(), catalog::FACE_LIBRARIES, name)?
+        .ok_or_else(|| ApiError::not_found(format!("no face library {name}")))
+}
+
+fn photos_of(state: &AppState, library: &str) -> Result<Vec<(String, FacePhoto)>, ApiError> {
+    Ok(
+        catalog::load::<FacePhoto>(state.store(), catalog::FACE_PHOTOS, &format!("{library}/"))?
+            .into_iter()
+            .map(|(key, photo)| (key[library.len() + 1..].to_string(), photo))
+            .collect(),
+    )
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PersonView {
+    id: String,
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+    /// Ids of the enrolled photos.
+    photos: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LibraryView {
+    name: String,
+    match_threshold: f32,
+    people: Vec<PersonView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LibraryList {
+    items: Vec<LibraryView>,
+}
+
+fn library_view(state: &AppState, library: Library) -> Result<LibraryView, ApiError> {
+    let photos = photos_of(state, &library.name)?;
+    Ok(LibraryView {
+        people: library
+            .people
+            .into_iter()
+            .map(|person| PersonView {
+                photos: photos
+                    .iter()
+                    .filter(|(_, photo)| photo.person_id == person.id)
+                    .map(|(id, _)| id.clone())
+                    .collect(),
+                id: person.id,
+                name: person.name,
+                note: person.note,
+            })
+            .collect(),
+        name: library.name,
+        match_threshold: library.match_threshold,
+    })
+}
+
+/// Face libraries with their people.
+#[utoipa::path(get, path = "/api/v1/faces", responses((status = 200, body = LibraryList)))]
+pub async fn list_libraries(State(state): State<AppState>) -> Result<Json<LibraryList>, ApiError> {
+    let items = catalog::load::<Library>(state.store(), catalog::FACE_LIBRARIES, "")?
+        .into_iter()
+        .map(|(_, library)| library_view(&state, library))
+        .collect::<Result<_, _>>()?;
+    Ok(Json(LibraryList { items }))
+}
+
+/// One face library.
+#[utoipa::path(
+    get,
+    path = "/api/v1/faces/{library}",
+    params(("library" = String, Path)),
+    responses((status = 200, body = LibraryView), (status = 404, body = super::error::ErrorBody)),
+)]
+pub async fn get_library(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<LibraryView>, ApiError> {
+    let library = load_library(&state, &name)?;
+    Ok(Json(library_view(&state, library)?))
+}
+
+/// Body of `PUT /api/v1/faces/{library}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LibrarySettings {
+    /// Least cosine similarity for a match (0–1]; default 0.6. With the bundled MobileFaceNet
+    /// and aligned faces the same person scores about 0.95, different people about 0.05.
+    #[serde(default)]
+    match_threshold: Option<f32>,
+}
+
+/// Creates a face library or changes its threshold.
+#[utoipa::path(
+    put,
+    path = "/api/v1/faces/{library}",
+    params(("library" = String, Path)),
+    request_body = LibrarySettings,
+    responses((status = 200, body = LibraryView), (status = 400, body = super::error::ErrorBody)),
+)]
+pub async fn put_library(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<LibraryView>, ApiError> {
+    check_id("library", &name)?;
+    let settings: LibrarySettings = json_body(&body)?;
+    let library = {
+        let _edit = vision(&state).edit().await;
+        let mut library = catalog::get(state.store(), catalog::FACE_LIBRARIES, &name)?
+            .unwrap_or_else(|| Library::new(name.clone()));
+        library.match_threshold = settings.match_threshold.unwrap_or(DEFAULT_MATCH_THRESHOLD);
+        library.validate().map_err(invalid)?;
+        catalog::commit(
+            state.store(),
+            vec![catalog::put(
+                catalog::FACE_LIBRARIES,
+                name.clone(),
+                &library,
+            )],
+        )
+        .await?;
+        library
+    };
+    reload(&state).await?;
+    Ok(Json(library_view(&state, library)?))
+}
+
+/// Removes a face library with its people and photos.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/faces/{library}",
+    params(("library" = String, Path)),
+    responses((status = 204), (status = 404, body = super::error::ErrorBody)),
+)]
+pub async fn delete_library(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    {
+        let _edit = vision(&state).edit().await;
+        load_library(&state, &name)?;
+        let mut changes = vec![catalog::delete(catalog::FACE_LIBRARIES, name.clone())];
+        for (photo, _) in photos_of(&state, &name)? {
+            changes.push(catalog::delete(
+                catalog::FACE_PHOTOS,
+                format!("{name}/{photo}"),
+            ));
+        }
+        catalog::commit(state.store(), changes).await?;
+    }
+    reload(&state).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of `PUT /api/v1/faces/{library}/people/{person}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PersonBody {
+    name: String,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+/// Adds a person to a library, or renames one.
+#[utoipa::path(
+    put,
+    path = "/api/v1/faces/{library}/people/{person}",
+    params(("library" = String, Path), ("person" = String, Path)),
+    request_body = PersonBody,
+    responses(
+        (status = 200, body = LibraryView),
+        (status = 400, body = super::error::ErrorBody),
+        (status = 404, body = super::error::ErrorBody),
+    ),
+)]
+pub async fn put_person(
+    State(state): State<AppState>,
+    Path((name, person)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<LibraryView>, ApiError> {
+    let body: PersonBody = json_body(&body)?;
+    let library = {
+        let _edit = vision(&state).edit().await;
+        let mut library = load_library(&state, &name)?;
+        let entry = Person {
+            id: person.clone(),
+            name: body.name,
+            note: body.note,
+        };
+        match library.people.iter_mut().find(|p| p.id == person) {
+            Some(existing) => *existing = entry,
+            None => library.people.push(entry),
+        }
+        library.validate().map_err(invalid)?;
+        catalog::commit(
+            state.store(),
+            vec![catalog::put(
+                catalog::FACE_LIBRARIES,
+                name.clone(),
+                &library,
+            )],
+        )
+        .await?;
+        library
+    };
+    reload(&state).await?;
+    Ok(Json(library_view(&state, library)?))
+}
+
+/// Removes a person and their photos.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/faces/{library}/people/{person}",
+    params(("library" = String, Path), ("person" = String, Path)),
+    responses((status = 204), (status = 404, body = super::error::ErrorBody)),
+)]
+pub async fn delete_person(
+    State(state): State<AppState>,
+    Path((name, person)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    {
+        let _edit = vision(&state).edit().await;
+        let mut library = load_library(&state, &name)?;
+        let before = library.people.len();
+        library.people.retain(|p| p.id != person);
+        if library.people.len() == before {
+            return Err(ApiError::not_found(format!("no person {person} in {name}")));
+        }
+        let mut changes = vec![catalog::put(
+            catalog::FACE_LIBRARIES,
+            name.clone(),
+            &library,
+        )];
+        for (photo, entry) in photos_of(&state, &name)? {
+            if entry.person_id == person {
+                changes.push(catalog::delete(
+                    catalog::FACE_PHOTOS,
+                    format!("{name}/{photo}"),
+                ));
+            }
+        }
+        catalog::commit(state.store(), changes).await?;
+    }
+    reload(&state).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolParams {
+    /// Face detector to find the face with (a registry model); default `centerface`.
+    #[serde(default)]
+    model: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Enrolled {
+    photo_id: String,
+    person_id: String,
+    /// The face detector's score on the photo.
+    score: f32,
+    /// Faces found; the most confident was enrolled.
+    faces: usize,
+}
+
+/// Enrols a photo (JPEG or PNG body) of a person: the most confident face is aligned and
+/// embedded; the embedding is stored, the photo is not.
+#[utoipa::path(
+    post,
+    path = "/api/v1/faces/{library}/people/{person}/photos",
+    params(("library" = String, Path), ("person" = String, Path), EnrolParams),
+    request_body(content = Vec<u8>, content_type = "image/jpeg"),
+    responses(
+        (status = 201, body = Enrolled),
+        (status = 400, description = "Not an image", body = super::error::ErrorBody),
+        (status = 404, body = super::error::ErrorBody),
+        (status = 422, description = "No face in the photo", body = super::error::ErrorBody),
+        (status = 503, description = "ONNX Runtime or the face models are missing", body = super::error::ErrorBody),
+    ),
+)]
+pub async fn enrol_photo(
+    State(state): State<AppState>,
+    Path((name, person)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
+    let params: EnrolParams = query_params(query.as_deref())?;
+    if body.len() > MAX_PHOTO_BYTES {
+        return Err(invalid(format!(
+            "photo: larger than {MAX_PHOTO_BYTES} bytes"
+        )));
+    }
+    let library = load_library(&state, &name)?;
+    if !library.people.iter().any(|p| p.id == person) {
+        return Err(ApiError::not_found(format!("no person {person} in {name}")));
+    }
+    let model = params
+        .model
+        .unwrap_or_else(|| DEFAULT_FACE_MODEL.to_string());
+    let service = vision(&state).clone();
+    let faces = tokio::task::spawn_blocking(move || {
+        let image = image::load_from_memory(&body)
+            .map_err(|e| invalid(format!("photo: not a JPEG or PNG image ({e})")))?
+            .to_rgb8();
+        let models = service
+            .models()
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e))?;
+        let analyzer = models.get(&model).map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            )
+        })?;
+        analyzer.embed_faces(&image).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                format!("model {model}: {e}"),
+            )
+        })
+    })
+    .await??;
+    let Some((score, embedding)) = faces.first().cloned() else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_face",
+            "no face found in the photo",
+        ));
+    };
+    let photo_id = hex::encode(rand::random::<[u8; 6]>());
+    {
+        let _edit = vision(&state).edit().await;
+        // The person may have gone while the photo was analysed.
+        let library = load_library(&state, &name)?;
+        if !library.people.iter().any(|p| p.id == person) {
+            return Err(ApiError::not_found(format!("no person {person} in {name}")));
+        }
+        let photo = FacePhoto {
+            person_id: person.clone(),
+            embedding,
+            score,
+        };
+        catalog::commit(
+            state.store(),
+            vec![catalog::put(
+                catalog::FACE_PHOTOS,
+                format!("{name}/{photo_id}"),
+                &photo,
+            )],
+        )
+        .await?;
+    }
+    reload(&state).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Enrolled {
+            photo_id,
+            person_id: person,
+            score,
+            faces: faces.len(),
+        }),
+    ))
+}
+
+/// Removes an enrolled photo.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/faces/{library}/photos/{photo}",
+    params(("library" = String, Path), ("photo" = String, Path)),
+    responses((status = 204), (status = 404, body = super::error::ErrorBody)),
+)]
+pub async fn delete_photo(
+    State(state): State<AppState>,
+    Path((name, photo)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let key = format!("{name}/{photo}");
+    {
+        let _edit = vision(&state).edit().await;
+        if state.store().state(catalog::FACE_PHOTOS, &key)?.is_none() {
+            return Err(ApiError::not_found(format!("no photo {photo} in {name}")));
+        }
+        catalog::commit(
+            state.store(),
+            vec![catalog::delete(catalog::FACE_PHOTOS, key)],
+        )
+        .await?;
+    }
+    reload(&state).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PlateLists {
+    #[schema(value_type = Vec<Object>)]
+    items: Vec<PlateList>,
+}
+
+/// The plate lists.
+#[utoipa::path(get, path = "/api/v1/plates", responses((status = 200, body = PlateLists)))]
+pub async fn list_plate_lists(State(state): State<AppState>) -> Result<Json<PlateLists>, ApiError> {
+    let items = catalog::load::<PlateList>(state.store(), catalog::PLATE_LISTS, "")?
+        .into_iter()
+        .map(|(_, list)| list)
+        .collect();
+    Ok(Json(PlateLists { items }))
+}
+
+/// Creates or replaces a plate list: `{"kind": "allow"|"deny"|"watch", "entries": [{"plate":
+/// "京A·12345", "note": "…", "valid_from": unix s, "valid_until": unix s}]}`. Plates are compared
+/// normalised (upper case, separators dropped).
+#[utoipa::path(
+    put,
+    path = "/api/v1/plates/{list}",
+    params(("list" = String, Path)),
+    request_body(content = Object, description = "The list (its name is the path's)"),
+    responses((status = 200, body = Object), (status = 400, body = super::error::ErrorBody)),
+)]
+pub async fn put_plate_list(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<PlateList>, ApiError> {
+    check_id("list", &name)?;
+    let mut value: serde_json::Value = json_body(&body)?;
+    if let Some(object) = value.as_object_mut() {
+        object.insert("name".into(), name.clone().into());
+    }
+    let list: PlateList = serde_json::from_value(value).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            format!("request body: {e}"),
+        )
+    })?;
+    list.validate().map_err(invalid)?;
+    {
+        let _edit = vision(&state).edit().await;
+        let mut lists: Vec<PlateList> =
+            catalog::load::<PlateList>(state.store(), catalog::PLATE_LISTS, "")?
+                .into_iter()
+                .filter(|(key, _)| key != &name)
+                .map(|(_, list)| list)
+                .collect();
+        lists.push(list.clone());
+        PlateLibrary::new(lists).map_err(invalid)?;
+        catalog::commit(
+            state.store(),
+            vec![catalog::put(catalog::PLATE_LISTS, name, &list)],
+        )
+        .await?;
+    }
+    reload(&state).await?;
+    Ok(Json(list))
+}
+
+/// Removes a plate list.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/plates/{list}",
+    params(("list" = String, Path)),
+    responses((status = 204), (status = 404, body = super::error::ErrorBody)),
+)]
+pub async fn delete_plate_list(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    {
+        let _edit = vision(&state).edit().await;
+        if state.store().state(catalog::PLATE_LISTS, &name)?.is_none() {
+            return Err(ApiError::not_found(format!("no plate list {name}")));
+        }
+        catalog::commit(
+            state.store(),
+            vec![catalog::delete(catalog::PLATE_LISTS, name)],
+        )
+        .await?;
+    }
+    reload(&state).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

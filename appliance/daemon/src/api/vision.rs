@@ -1,0 +1,396 @@
+//! `/api/v1/cameras…`, `/api/v1/skills/schema`, `/api/v1/models`: the cameras the skills watch,
+//! their skills (JSON, validated against the published schema, applied live), and the model
+//! registry. Face and plate libraries are in `libraries.rs`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::{ApiError, AppState, json_body};
+use crate::vision::catalog::{self, Camera};
+use crate::vision::{CameraStatus, Vision};
+
+pub(super) fn vision(state: &AppState) -> &Vision {
+    &state.inner.vision
+}
+
+pub(super) fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
+    catalog::check_id(what, id).map_err(|e| ApiError::bad_parameter(what, e))
+}
+
+/// Restarts a camera's analysis off the async runtime (it joins threads, may load models).
+async fn restart(state: &AppState, camera: &str) -> Result<(), ApiError> {
+    let vision = vision(state).clone();
+    let camera = camera.to_string();
+    tokio::task::spawn_blocking(move || vision.restart_camera(&camera)).await?;
+    Ok(())
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CameraView {
+    id: String,
+    #[serde(flatten)]
+    camera: Camera,
+    /// Ids of the camera's skills.
+    skills: Vec<String>,
+    /// Absent until the camera was started once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<CameraStatus>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CameraList {
+    items: Vec<CameraView>,
+}
+
+fn camera_view(state: &AppState, id: String, camera: Camera) -> Result<CameraView, ApiError> {
+    let skills = catalog::load::<Value>(state.store(), catalog::SKILLS, &format!("{id}/"))?
+        .into_iter()
+        .map(|(key, _)| key[id.len() + 1..].to_string())
+        .collect();
+    let status = vision(state).camera_status(&id);
+    Ok(CameraView {
+        id,
+        camera,
+        skills,
+        status,
+    })
+}
+
+fn load_camera(state: &AppState, id: &str) -> Result<Camera, ApiError> {
+    catalog::get(state.store(), catalog::CAMERAS, id)?
+        .ok_or_else(|| ApiError::not_found(format!("no camera {id}")))
+}
+
+/// Cameras with their skills and analysis figures.
+#[utoipa::path(get, path = "/api/v1/cameras", responses((status = 200, body = CameraList)))]
+pub async fn list_cameras(State(state): State<AppState>) -> Result<Json<CameraList>, ApiError> {
+    let items = catalog::load::<Camera>(state.store(), catalog::CAMERAS, "")?
+        .into_iter()
+        .map(|(id, camera)| camera_view(&state, id, camera))
+        .collect::<Result<_, _>>()?;
+    Ok(Json(CameraList { items }))
+}
+
+/// One camera: its source, skills, and figures (frames in, decoded, analysed, dropped, decode
+/// time, events, the last error).
+#[utoipa::path(
+    get,
+    path = "/api/v1/cameras/{camera}",
+    params(("camera" = String, Path, description = "Camera id")),
+    responses((status = 200, body = CameraView), (status = 404, body = super::error::ErrorBody)),
+)]
+pub async fn get_camera(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<CameraView>, ApiError> {
+    let camera = load_camera(&state, &id)?;
+    Ok(Json(camera_view(&state, id, camera)?))
+}
+
+/// Adds or replaces a camera; its analysis restarts with the new source.
+#[utoipa::path(
+    put,
+    path = "/api/v1/cameras/{camera}",
+    params(("camera" = String, Path, description = "Camera id: 1-64 letters, digits, `.`, `_`, `-`")),
+    request_body = Camera,
+    responses((status = 200, body = CameraView), (status = 400, body = super::error::ErrorBody)),
+)]
+pub async fn put_camera(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<CameraView>, ApiError> {
+    check_id("camera", &id)?;
+    let camera: Camera = json_body(&body)?;
+    camera.validate().map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            format!("request body: {e}"),
+        )
+    })?;
+    {
+        let _edit = vision(&state).edit().await;
+        catalog::commit(
+            state.store(),
+            vec![catalog::put(catalog::CAMERAS, id.clone(), &camera)],
+        )
+        .await?;
+    }
+    restart(&state, &id).await?;
+    Ok(Json(camera_view(&state, id, camera)?))
+}
+
+/// Removes a camera and its skills.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/cameras/{camera}",
+    params(("camera" = String, Path, description = "Camera id")),
+    responses((status = 204), (status = 404, body = super::error::ErrorBody)),
+)]
+pub async fn delete_camera(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    {
+        let _edit = vision(&state).edit().await;
+        load_camera(&state, &id)?;
+        let mut changes = vec![catalog::delete(catalog::CAMERAS, id.clone())];
+        for (key, _) in catalog::load::<Value>(state.store(), catalog::SKILLS, &format!("{id}/"))? {
+            changes.push(catalog::delete(catalog::SKILLS, key));
+        }
+        catalog::commit(state.store(), changes).await?;
+    }
+    restart(&state, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SkillView {
+    id: String,
+    /// The config as stored (as given, validated).
+    #[schema(value_type = Object)]
+    config: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SkillList {
+    items: Vec<SkillView>,
+}
+
+/// Parses and validates a skill; the error names the field.
+fn skill_config(body: &[u8]) -> Result<Value, ApiError> {
+    let config = appliance_skills::config::SkillConfig::from_json(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_skill",
+            format!("skill: {e}"),
+        )
+    })?;
+    Ok(serde_json::to_value(&config).expect("a skill config serialises"))
+}
+
+/// The camera's skills.
+#[utoipa::path(
+    get,
+    path = "/api/v1/cameras/{camera}/skills",
+    params(("camera" = String, Path, description = "Camera id")),
+    responses((status = 200, body = SkillList), (status = 404, body = super::error::ErrorBody)),
+)]
+pub async fn list_skills(
+    State(state): State<AppState>,
+    Path(camera): Path<String>,
+) -> Result<Json<SkillList>, ApiError> {
+    load_camera(&state, &camera)?;
+    let items = catalog::load::<Value>(state.store(), catalog::SKILLS, &format!("{camera}/"))?
+        .into_iter()
+        .map(|(key, config)| SkillView {
+            id: key[camera.len() + 1..].to_string(),
+            config,
+        })
+        .collect();
+    Ok(Json(SkillList { items }))
+}
+
+/// Adds a skill to a camera (JSON as `/api/v1/skills/schema` describes); it runs at once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/cameras/{camera}/skills",
+    params(("camera" = String, Path, description = "Camera id")),
+    request_body(content = Object, description = "A skill config, e.g. {\"skill\":\"intrusion\",\"model\":\"yolox_nano\",\"classes\":[\"person\"],\"zones\":[…]}"),
+    responses(
+        (status = 201, body = SkillView),
+        (status = 400, description = "Invalid config; the message names the field", body = super::error::ErrorBody),
+        (status = 404, body = super::error::ErrorBody),
+    ),
+)]
+pub async fn create_skill(
+    State(state): State<AppState>,
+    Path(camera): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<SkillView>), ApiError> {
+    let config = skill_config(&body)?;
+    let id = hex::encode(rand::random::<[u8; 6]>());
+    {
+        let _edit = vision(&state).edit().await;
+        load_camera(&state, &camera)?;
+        catalog::commit(
+            state.store(),
+            vec![catalog::put(
+                catalog::SKILLS,
+                catalog::skill_key(&camera, &id),
+                &config,
+            )],
+        )
+        .await?;
+    }
+    restart(&state, &camera).await?;
+    Ok((StatusCode::CREATED, Json(SkillView { id, config })))
+}
+
+/// One skill's config.
+#[utoipa::path(
+    get,
+    path = "/api/v1/cameras/{camera}/skills/{skill}",
+    params(("camera" = String, Path), ("skill" = String, Path)),
+    responses((status = 200, body = SkillView), (status = 404, body = super::error::ErrorBody)),
+)]
+pub async fn get_skill(
+    State(state): State<AppState>,
+    Path((camera, skill)): Path<(String, String)>,
+) -> Result<Json<SkillView>, ApiError> {
+    let config = catalog::get::<Value>(
+        state.store(),
+        catalog::SKILLS,
+        &catalog::skill_key(&camera, &skill),
+    )?
+    .ok_or_else(|| ApiError::not_found(format!("no skill {skill} on camera {camera}")))?;
+    Ok(Json(SkillView { id: skill, config }))
+}
+
+/// Replaces a skill's config (or creates it under this id); applied live.
+#[utoipa::path(
+    put,
+    path = "/api/v1/cameras/{camera}/skills/{skill}",
+    params(("camera" = String, Path), ("skill" = String, Path)),
+    request_body(content = Object, description = "A skill config"),
+    responses(
+        (status = 200, body = SkillView),
+        (status = 400, body = super::error::ErrorBody),
+        (status = 404, body = super::error::ErrorBody),
+    ),
+)]
+pub async fn put_skill(
+    State(state): State<AppState>,
+    Path((camera, skill)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<SkillView>, ApiError> {
+    check_id("skill", &skill)?;
+    let config = skill_config(&body)?;
+    {
+        let _edit = vision(&state).edit().await;
+        load_camera(&state, &camera)?;
+        catalog::commit(
+            state.store(),
+            vec![catalog::put(
+                catalog::SKILLS,
+                catalog::skill_key(&camera, &skill),
+                &config,
+            )],
+        )
+        .await?;
+    }
+    restart(&state, &camera).await?;
+    Ok(Json(SkillView { id: skill, config }))
+}
+
+/// Removes a skill; the camera goes on with its others.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/cameras/{camera}/skills/{skill}",
+    params(("camera" = String, Path), ("skill" = String, Path)),
+    responses((status = 204), (status = 404, body = super::error::ErrorBody)),
+)]
+pub async fn delete_skill(
+    State(state): State<AppState>,
+    Path((camera, skill)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let key = catalog::skill_key(&camera, &skill);
+    {
+        let _edit = vision(&state).edit().await;
+        if state.store().state(catalog::SKILLS, &key)?.is_none() {
+            return Err(ApiError::not_found(format!(
+                "no skill {skill} on camera {camera}"
+            )));
+        }
+        catalog::commit(state.store(), vec![catalog::delete(catalog::SKILLS, key)]).await?;
+    }
+    restart(&state, &camera).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The JSON Schema (draft 2020-12) of skill configs.
+#[utoipa::path(
+    get,
+    path = "/api/v1/skills/schema",
+    responses((status = 200, description = "JSON Schema of a skill config", body = Object)),
+)]
+pub async fn skill_schema() -> Json<Value> {
+    Json(appliance_skills::config::json_schema())
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ModelView {
+    name: String,
+    /// `installed` on this box or `bundled` with the firmware.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origin: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    family: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    licence: Option<String>,
+    /// Why the model cannot be used (unreadable manifest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ModelList {
+    items: Vec<ModelView>,
+    /// Why no model can run (ONNX Runtime missing), when so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runtime_error: Option<String>,
+}
+
+/// The models skills can name.
+#[utoipa::path(get, path = "/api/v1/models", responses((status = 200, body = ModelList)))]
+pub async fn list_models(State(state): State<AppState>) -> Result<Json<ModelList>, ApiError> {
+    let vision = vision(&state).clone();
+    let list = tokio::task::spawn_blocking(move || match vision.models() {
+        Ok(models) => {
+            let items = models
+                .registry()
+                .list()
+                .into_iter()
+                .map(|(name, entry)| match entry {
+                    Ok(entry) => ModelView {
+                        name,
+                        origin: serde_json::to_value(entry.origin)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string)),
+                        task: serde_json::to_value(entry.manifest.task)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string)),
+                        family: Some(entry.manifest.family),
+                        licence: entry.manifest.licence,
+                        error: None,
+                    },
+                    Err(error) => ModelView {
+                        name,
+                        origin: None,
+                        task: None,
+                        family: None,
+                        licence: None,
+                        error: Some(error),
+                    },
+                })
+                .collect();
+            ModelList {
+                items,
+                runtime_error: None,
+            }
+        }
+        Err(error) => ModelList {
+            items: Vec::new(),
+            runtime_error: Some(error),
+        },
+    })
+    .await?;
+    Ok(Json(list))
+}
