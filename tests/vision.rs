@@ -392,3 +392,110 @@ fn a_camera_with_a_skill_raises_events_with_annotated_snapshots() {
     assert_eq!(status, 200);
     assert!(schema.to_string().contains("line_crossing"));
 }
+
+#[test]
+fn faces_enrolled_through_the_api_are_recognised_by_a_camera() {
+    let dir = tempfile::tempdir().unwrap();
+    let person = photo("astronaut.png", Some((320, 320)));
+    let clip = make_clip(
+        dir.path(),
+        "visitor",
+        &ClipPlan {
+            width: 640,
+            height: 480,
+            fps: 10,
+            seconds: 4.0,
+            background: GREY,
+            sprite: &person,
+            path: &[(0.0, 60.0, 80.0), (4.0, 260.0, 80.0)],
+        },
+    );
+    let daemon = Daemon::start(&dir.path().join("data"));
+    let photo_bytes = |name: &str| std::fs::read(shared_image(name)).unwrap();
+
+    // Enrolment: a library, two people, a photo each; the API refuses what is not a face.
+    let (status, body) = daemon.put("/api/v1/faces/staff", r#"{"match_threshold":0.6}"#);
+    assert_eq!(status, 200, "{body}");
+    for (id, name) in [("p1", "Eileen"), ("p2", "Cameraman")] {
+        let (status, body) = daemon.put(
+            &format!("/api/v1/faces/staff/people/{id}"),
+            &json!({ "name": name }).to_string(),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = daemon.post_bytes(
+        "/api/v1/faces/staff/people/p1/photos",
+        "image/png",
+        &photo_bytes("astronaut.png"),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["faces"], 1);
+    let (status, _) = daemon.post_bytes(
+        "/api/v1/faces/staff/people/p2/photos",
+        "image/png",
+        &photo_bytes("camera.png"),
+    );
+    assert_eq!(status, 201);
+    let (status, body) = daemon.post_bytes(
+        "/api/v1/faces/staff/people/p2/photos",
+        "image/png",
+        &photo_bytes("coffee.png"),
+    );
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("no_face")), "{body}");
+    let (status, body) =
+        daemon.post_bytes("/api/v1/faces/staff/people/p2/photos", "image/png", b"not a photo");
+    assert_eq!(status, 400, "{body}");
+    let (_, library) = daemon.get("/api/v1/faces/staff");
+    assert_eq!(library["people"][0]["photos"].as_array().unwrap().len(), 1, "{library}");
+
+    // Plate lists are checked as they are stored.
+    let (status, body) = daemon.put(
+        "/api/v1/plates/blocked",
+        r#"{"kind":"deny","entries":[{"plate":"京A·12345","valid_from":20,"valid_until":10}]}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("entries[0].valid_until"), "{body}");
+    let (status, _) = daemon.put(
+        "/api/v1/plates/blocked",
+        r#"{"kind":"deny","entries":[{"plate":"京A·12345"}]}"#,
+    );
+    assert_eq!(status, 200);
+
+    // A camera with a face skill raises the enrolled person.
+    let (status, _) = daemon.put(
+        "/api/v1/cameras/door",
+        &json!({ "source": clip.display().to_string() }).to_string(),
+    );
+    assert_eq!(status, 200);
+    let (status, body) = daemon.post(
+        "/api/v1/cameras/door/skills",
+        r#"{"skill":"face_recognition","model":"centerface","classes":["face"],"library":"staff"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let mut event = Value::Null;
+    let found = wait_for(Duration::from_secs(60), || {
+        let (_, page) = daemon.get("/api/v1/events?type=skill.face_recognized");
+        match page["items"].as_array().and_then(|items| items.first()) {
+            Some(first) => {
+                event = first.clone();
+                true
+            }
+            None => false,
+        }
+    });
+    assert!(found, "no face event; log:\n{}", daemon.log());
+    assert_eq!(event["attributes"]["person_id"], "p1", "{event}");
+    assert_eq!(event["attributes"]["person_name"], "Eileen", "{event}");
+
+    // Invalid skills are refused with the field named, and nothing is stored.
+    let (status, body) = daemon.post(
+        "/api/v1/cameras/door/skills",
+        r#"{"skill":"crowd","model":"yolox_nano","classes":["person"],"min_count":0,"zones":[{"name":"hall","polygon":[[0,0],[1,0],[1,1]]}]}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("min_count"), "{body}");
+    let (status, body) = daemon.put("/api/v1/cameras/door", r#"{"source": 5}"#);
+    assert_eq!(status, 400, "{body}");
+    let (_, skills) = daemon.get("/api/v1/cameras/door/skills");
+    assert_eq!(skills["items"].as_array().unwrap().len(), 1, "{skills}");
+}

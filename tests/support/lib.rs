@@ -181,6 +181,16 @@ impl Daemon {
         (status, parse_json(&text))
     }
 
+    /// POST raw bytes (a photo), returning (status, JSON body).
+    pub fn post_bytes(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
+        let (status, text) = response(
+            ureq::post(&self.url(path))
+                .set("content-type", content_type)
+                .send_bytes(body),
+        );
+        (status, parse_json(&text))
+    }
+
     /// PUT a JSON body, returning (status, JSON body).
     pub fn put(&self, path: &str, body: &str) -> (u16, Value) {
         let (status, text) = response(

@@ -223,6 +223,18 @@ impl Models {
         }
         // Loaded outside the lock: a first load takes a while and other models may be wanted.
         let analyzer = Arc::new(self.load(name)?);
+        // Warm-up: the first run allocates, and with TensorRT builds its engines; better here
+        // than on a camera's first frame, which would then be late.
+        let started = Instant::now();
+        if let Err(error) = analyzer.analyse(&[&RgbImage::from_pixel(64, 64, image::Rgb([114; 3]))])
+        {
+            tracing::warn!(model = name, %error, "warm-up run failed");
+        }
+        tracing::info!(
+            model = name,
+            warm_up_ms = started.elapsed().as_millis() as u64,
+            "model loaded"
+        );
         Ok(self
             .lock()
             .entry(name.to_string())
