@@ -34,6 +34,8 @@ use utoipa::ToSchema;
 
 use crate::ps::VideoCodec;
 use crate::source::SourceError;
+// Re-exported because clip.rs takes them from here.
+pub(crate) use crate::source::{pipeline_error, pipeline_error_from, require};
 
 /// Which decoder element to use.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -1134,40 +1136,6 @@ fn add_and_link(pipeline: &gst::Pipeline, elements: &[&gst::Element]) -> Result<
 /// the frame slot are still consistent, so go on rather than panic here too.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The error an error message from the bus reports.
-pub(crate) fn pipeline_error_from(message: &gst::Message) -> Option<SourceError> {
-    let gst::MessageView::Error(error) = message.view() else {
-        return None;
-    };
-    Some(SourceError::Pipeline {
-        element: message
-            .src()
-            .map_or_else(|| "pipeline".into(), |src| src.name().to_string()),
-        message: error.error().to_string(),
-        debug: error.debug().map(|d| d.to_string()),
-    })
-}
-
-pub(crate) fn pipeline_error(element: &str, message: String) -> SourceError {
-    SourceError::Pipeline {
-        element: element.into(),
-        message,
-        debug: None,
-    }
-}
-
-/// Each element with the Debian package that provides it, checked before the pipeline is
-/// built: GStreamer itself would only say "no element x264enc".
-pub(crate) fn require(elements: &[(&'static str, &'static str)]) -> Result<(), SourceError> {
-    match elements
-        .iter()
-        .find(|(element, _)| gst::ElementFactory::find(element).is_none())
-    {
-        Some(&(element, package)) => Err(SourceError::MissingElement { element, package }),
-        None => Ok(()),
-    }
 }
 
 #[cfg(test)]

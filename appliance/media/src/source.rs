@@ -283,7 +283,7 @@ fn to_90k(time: gst::ClockTime) -> u64 {
 }
 
 /// The error an error message from the bus reports.
-fn pipeline_error_from(message: &gst::Message) -> Option<SourceError> {
+pub(crate) fn pipeline_error_from(message: &gst::Message) -> Option<SourceError> {
     let gst::MessageView::Error(error) = message.view() else {
         return None;
     };
@@ -296,7 +296,9 @@ fn pipeline_error_from(message: &gst::Message) -> Option<SourceError> {
     })
 }
 
-fn pipeline_error(element: &str, message: String) -> SourceError {
+/// A failure GStreamer did not report as an error message: an element that cannot be made or
+/// linked, a missing pad or property.
+pub(crate) fn pipeline_error(element: &str, message: String) -> SourceError {
     SourceError::Pipeline {
         element: element.into(),
         message,
@@ -304,7 +306,10 @@ fn pipeline_error(element: &str, message: String) -> SourceError {
     }
 }
 
-fn require(elements: &[(&'static str, &'static str)]) -> Result<(), SourceError> {
+/// The first element of `elements` that is not registered, named with the Debian package that
+/// provides it: checked before a pipeline is built, where GStreamer would only say "no element
+/// x264enc".
+pub(crate) fn require(elements: &[(&'static str, &'static str)]) -> Result<(), SourceError> {
     match elements
         .iter()
         .find(|(element, _)| gst::ElementFactory::find(element).is_none())
