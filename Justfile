@@ -27,7 +27,7 @@ test: setup-test lint
     cargo build --workspace --bins
     cargo nextest run --workspace --no-fail-fast
 
-# Benchmarks that print tables: `just bench store` (against SQLite), `just bench sip`, `just bench uplink`.
+# Benchmarks that print tables: `just bench store` (against SQLite), `just bench sip`, `just bench uplink`, `just bench vision`.
 bench WHAT: setup
     cargo build --release -p appliance-bench -p applianced
     just bench-{{ WHAT }}
@@ -43,6 +43,10 @@ bench-sip:
 [private]
 bench-uplink *ARGS:
     ./target/release/store-bench uplink {{ ARGS }}
+
+[private]
+bench-vision *ARGS:
+    ./target/release/vision-bench {{ ARGS }}
 
 # Fuzz the SIP, MANSCDP, SDP, digest and media parsers (nightly + cargo-fuzz), SECONDS per target.
 fuzz SECONDS="60" *TARGETS:

@@ -2,8 +2,11 @@
 //! that pays for decoding, so it decodes as little as the skills need.
 //!
 //! Two things keep that cost down, both decided per camera in [`FrameSourceSpec`]:
-//! - `keyframes_only` drops non-key access units *before* the decoder, so a skill that looks
-//!   once a second at a camera with a one-second GOP decodes 1 picture in 25 instead of all;
+//! - `keyframe_mode` drops non-key access units *before* the decoder, so a skill that looks
+//!   once a second at a camera with a one-second GOP decodes 1 picture in 25 instead of all.
+//!   [`KeyframeMode::Auto`] measures the GOP and does so only while the keyframes alone come
+//!   at least once per sample interval, since a camera's GOP is not known in advance and may
+//!   change;
 //! - `sample_interval` drops decoded pictures *before* colour conversion and scaling, which are
 //!   the next most expensive steps, and `width`/`height` scale to the model's size right after
 //!   the decoder, before the conversion to RGB.
@@ -29,7 +32,7 @@ use gstreamer::prelude::*;
 use gstreamer_app::{AppSink, AppSinkCallbacks};
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::ps::VideoCodec;
@@ -48,14 +51,32 @@ pub enum DecoderChoice {
     Named(String),
 }
 
+/// Which access units reach the decoder. Decoding is the expensive step, and a keyframe is the
+/// only picture that decodes without the ones before it, so skipping the others saves most of
+/// the CPU when the skills look less often than keyframes come.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyframeMode {
+    /// Every access unit.
+    #[default]
+    All,
+    /// Keyframes only, whatever the sampling: one picture per GOP.
+    Keyframes,
+    /// Every access unit until two keyframe intervals have been measured; from then on
+    /// keyframes only while the measured interval is at most `sample_interval` (5 % over
+    /// still counts: timestamps jitter), so the sampler still gets a frame per interval, and
+    /// every access unit again while it is longer. Each change takes effect at a keyframe.
+    Auto,
+}
+
 /// What to decode for one camera, and how much of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameSourceSpec {
     /// `rtsp://` (also `rtsps://`, `rtspt://`), a `file://` URI or a plain file path.
     pub url: String,
     pub decoder: DecoderChoice,
-    /// Decode keyframes only: one picture per GOP at a fraction of the CPU.
-    pub keyframes_only: bool,
+    /// Whether non-key access units are dropped before the decoder.
+    pub keyframe_mode: KeyframeMode,
     /// Scale to this size right after the decoder (the other dimension keeps the aspect ratio
     /// when only one is given).
     pub width: Option<u32>,
@@ -70,7 +91,7 @@ impl FrameSourceSpec {
         Self {
             url: url.into(),
             decoder: DecoderChoice::Auto,
-            keyframes_only: false,
+            keyframe_mode: KeyframeMode::All,
             width: None,
             height: None,
             sample_interval: Duration::ZERO,
@@ -104,12 +125,14 @@ impl std::fmt::Debug for Frame {
     }
 }
 
-/// Where a source's frames went, counted since it started.
+/// Where a source's frames went, counted since it started, and how it decodes now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, ToSchema)]
 pub struct FrameStats {
     /// Access units that reached the decoder's input.
     pub frames_in: u64,
-    /// Non-key access units dropped before the decoder (`keyframes_only`).
+    /// Part of `frames_in`: keyframes.
+    pub keyframes_in: u64,
+    /// Non-key access units dropped before the decoder (see [`KeyframeMode`]).
     pub skipped_before_decode: u64,
     /// Pictures out of the decoder.
     pub decoded: u64,
@@ -124,6 +147,13 @@ pub struct FrameStats {
     /// the picture leaving it. That is latency, not CPU time: a decoder that works on several
     /// frames at once (libav's frame threads on a file) counts its overlap more than once.
     pub decode_ms_total: f64,
+    /// The longest of the last few intervals between keyframes, in presentation time: what
+    /// [`KeyframeMode::Auto`] compares with the sample interval. The longest rather than a
+    /// typical one because a single long GOP already leaves sample intervals without a
+    /// keyframe. `None` until two keyframes have arrived.
+    pub keyframe_interval_ms: Option<f64>,
+    /// Non-key access units are being dropped before the decoder now.
+    pub keyframes_only_now: bool,
 }
 
 impl FrameStats {
@@ -136,14 +166,19 @@ impl FrameStats {
         }
     }
 
+    /// Adds the counters of a later source; its state replaces this one's, except for an
+    /// interval it has not measured yet: the camera's GOP is unlikely to change with a restart.
     fn add(&mut self, other: &FrameStats) {
         self.frames_in += other.frames_in;
+        self.keyframes_in += other.keyframes_in;
         self.skipped_before_decode += other.skipped_before_decode;
         self.decoded += other.decoded;
         self.delivered += other.delivered;
         self.dropped += other.dropped;
         self.overwritten += other.overwritten;
         self.decode_ms_total += other.decode_ms_total;
+        self.keyframe_interval_ms = other.keyframe_interval_ms.or(self.keyframe_interval_ms);
+        self.keyframes_only_now = other.keyframes_only_now;
     }
 }
 
@@ -216,6 +251,13 @@ const DROP: gst::PadProbeReturn = gst::PadProbeReturn::Handled;
 /// Access units remembered at the decoder's input to time them at its output: frames the
 /// decoder drops without output must not pile up.
 const IN_FLIGHT_MAX: usize = 256;
+/// Keyframe intervals [`KeyframeMode::Auto`] decides on: after one long GOP it takes this many
+/// keyframes to go back to keyframes only, so a camera whose GOP varies (the "smart" codecs
+/// stretch it in a still scene) is not switched at every keyframe.
+const KEYFRAME_INTERVALS: usize = 4;
+/// How far, in percent, the keyframe interval may exceed the sample interval for
+/// [`KeyframeMode::Auto`] still to decode keyframes only: a 1 s GOP measures 1000.3 ms.
+const KEYFRAME_INTERVAL_TOLERANCE_PERCENT: u64 = 5;
 
 /// The decoder element for `codec`. `Auto` takes the first registered one of the platform
 /// order (Jetson, RK3588, VA-API, V4L2 stateless, libav); `Named` must be a registered decoder.
@@ -297,8 +339,8 @@ impl FrameSource {
         let live = matches!(input, Input::Rtsp(_));
         let shared = Arc::new(Shared {
             live,
-            keyframes_only: spec.keyframes_only,
             frames_in: AtomicU64::new(0),
+            keyframes_in: AtomicU64::new(0),
             skipped_before_decode: AtomicU64::new(0),
             decoded: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
@@ -309,6 +351,7 @@ impl FrameSource {
                 total: Duration::ZERO,
                 sampler: Sampler::new(spec.sample_interval),
             }),
+            gate: Mutex::new(KeyframeGate::new(spec.keyframe_mode, spec.sample_interval)),
             output: Mutex::new(Output::default()),
             changed: Condvar::new(),
         });
@@ -422,14 +465,21 @@ impl FrameSource {
         let shared = &self.shared;
         let sampled_out = shared.sampled_out.load(Ordering::Relaxed);
         let overwritten = shared.overwritten.load(Ordering::Relaxed);
+        let (keyframe_interval, keyframes_only_now) = {
+            let gate = lock(&shared.gate);
+            (gate.interval(), gate.keyframes_only)
+        };
         FrameStats {
             frames_in: shared.frames_in.load(Ordering::Relaxed),
+            keyframes_in: shared.keyframes_in.load(Ordering::Relaxed),
             skipped_before_decode: shared.skipped_before_decode.load(Ordering::Relaxed),
             decoded: shared.decoded.load(Ordering::Relaxed),
             delivered: shared.delivered.load(Ordering::Relaxed),
             dropped: sampled_out + overwritten,
             overwritten,
             decode_ms_total: lock(&shared.decoding).total.as_secs_f64() * 1000.0,
+            keyframe_interval_ms: keyframe_interval.map(|ns| ns as f64 / 1e6),
+            keyframes_only_now,
         }
     }
 
@@ -536,14 +586,17 @@ impl Input {
 #[derive(Debug)]
 struct Shared {
     live: bool,
-    keyframes_only: bool,
     frames_in: AtomicU64,
+    keyframes_in: AtomicU64,
     skipped_before_decode: AtomicU64,
     decoded: AtomicU64,
     delivered: AtomicU64,
     sampled_out: AtomicU64,
     overwritten: AtomicU64,
     decoding: Mutex<Decoding>,
+    /// Only the decoder's input probe changes it: one streaming thread, so the lock is free
+    /// but for `stats`.
+    gate: Mutex<KeyframeGate>,
     output: Mutex<Output>,
     /// Signalled on every change of `output`.
     changed: Condvar,
@@ -578,14 +631,19 @@ impl Shared {
         self.changed.notify_all();
     }
 
-    /// Before the decoder: counts access units and, for `keyframes_only`, drops the others.
+    /// Before the decoder, after the parser (which flags keyframes whatever the container
+    /// said): counts access units and drops the non-key ones the [`KeyframeGate`] rejects.
     fn decoder_input(&self, info: &gst::PadProbeInfo) -> gst::PadProbeReturn {
         let Some(buffer) = info.buffer() else {
             return gst::PadProbeReturn::Ok;
         };
         self.frames_in.fetch_add(1, Ordering::Relaxed);
         let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-        if self.keyframes_only && !keyframe {
+        if keyframe {
+            self.keyframes_in.fetch_add(1, Ordering::Relaxed);
+        }
+        let admitted = lock(&self.gate).admit(keyframe, buffer.pts().map(gst::ClockTime::nseconds));
+        if !admitted {
             self.skipped_before_decode.fetch_add(1, Ordering::Relaxed);
             return DROP;
         }
@@ -749,6 +807,76 @@ impl Sampler {
                 true
             }
         }
+    }
+}
+
+/// Whether an access unit goes to the decoder, per [`KeyframeMode`]. Keyframes always do; a
+/// non-key one only while not `keyframes_only`. Every keyframe is measured, including those
+/// that arrive while the others are dropped, so `Auto` keeps following the stream.
+///
+/// `keyframes_only` changes only at a keyframe, and takes effect from the access unit after
+/// it: a delta unit then always follows, in the decoder's input, everything it was encoded
+/// against back to its keyframe. Starting to drop mid-GOP would leave no such unit, but
+/// resuming mid-GOP would feed the decoder deltas whose references it never got, and it would
+/// output garbage until the next keyframe.
+#[derive(Debug)]
+struct KeyframeGate {
+    mode: KeyframeMode,
+    /// Nanoseconds.
+    sample_interval: u64,
+    /// Presentation time of the last keyframe (ns).
+    last_keyframe: Option<u64>,
+    /// The last [`KEYFRAME_INTERVALS`] intervals between keyframes (ns), oldest first.
+    intervals: VecDeque<u64>,
+    keyframes_only: bool,
+}
+
+impl KeyframeGate {
+    fn new(mode: KeyframeMode, sample_interval: Duration) -> Self {
+        Self {
+            mode,
+            sample_interval: u64::try_from(sample_interval.as_nanos()).unwrap_or(u64::MAX),
+            last_keyframe: None,
+            intervals: VecDeque::with_capacity(KEYFRAME_INTERVALS),
+            keyframes_only: mode == KeyframeMode::Keyframes,
+        }
+    }
+
+    /// Whether the access unit at `pts` (nanoseconds) goes to the decoder.
+    fn admit(&mut self, keyframe: bool, pts: Option<u64>) -> bool {
+        if !keyframe {
+            return !self.keyframes_only;
+        }
+        if let Some(pts) = pts {
+            // A time that goes back is a new segment (a seek, a restarted stream), not an
+            // interval.
+            if let Some(last) = self.last_keyframe
+                && pts > last
+            {
+                if self.intervals.len() == KEYFRAME_INTERVALS {
+                    self.intervals.pop_front();
+                }
+                self.intervals.push_back(pts - last);
+            }
+            self.last_keyframe = Some(pts);
+        }
+        if self.mode == KeyframeMode::Auto {
+            // Two intervals: one could be an extra keyframe the camera put in (a scene cut,
+            // a client joining), not its GOP.
+            self.keyframes_only = self.intervals.len() >= 2
+                && self.interval().is_some_and(|interval| {
+                    interval.saturating_mul(100)
+                        <= self
+                            .sample_interval
+                            .saturating_mul(100 + KEYFRAME_INTERVAL_TOLERANCE_PERCENT)
+                });
+        }
+        true
+    }
+
+    /// The longest recent keyframe interval (ns), as [`FrameStats::keyframe_interval_ms`].
+    fn interval(&self) -> Option<u64> {
+        self.intervals.iter().max().copied()
     }
 }
 
