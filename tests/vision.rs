@@ -441,12 +441,23 @@ fn faces_enrolled_through_the_api_are_recognised_by_a_camera() {
         "image/png",
         &photo_bytes("coffee.png"),
     );
-    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("no_face")), "{body}");
-    let (status, body) =
-        daemon.post_bytes("/api/v1/faces/staff/people/p2/photos", "image/png", b"not a photo");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("no_face")),
+        "{body}"
+    );
+    let (status, body) = daemon.post_bytes(
+        "/api/v1/faces/staff/people/p2/photos",
+        "image/png",
+        b"not a photo",
+    );
     assert_eq!(status, 400, "{body}");
     let (_, library) = daemon.get("/api/v1/faces/staff");
-    assert_eq!(library["people"][0]["photos"].as_array().unwrap().len(), 1, "{library}");
+    assert_eq!(
+        library["people"][0]["photos"].as_array().unwrap().len(),
+        1,
+        "{library}"
+    );
 
     // Plate lists are checked as they are stored.
     let (status, body) = daemon.put(
@@ -454,7 +465,13 @@ fn faces_enrolled_through_the_api_are_recognised_by_a_camera() {
         r#"{"kind":"deny","entries":[{"plate":"京A·12345","valid_from":20,"valid_until":10}]}"#,
     );
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("entries[0].valid_until"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("entries[0].valid_until"),
+        "{body}"
+    );
     let (status, _) = daemon.put(
         "/api/v1/plates/blocked",
         r#"{"kind":"deny","entries":[{"plate":"京A·12345"}]}"#,
@@ -493,9 +510,81 @@ fn faces_enrolled_through_the_api_are_recognised_by_a_camera() {
         r#"{"skill":"crowd","model":"yolox_nano","classes":["person"],"min_count":0,"zones":[{"name":"hall","polygon":[[0,0],[1,0],[1,1]]}]}"#,
     );
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("min_count"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("min_count"),
+        "{body}"
+    );
     let (status, body) = daemon.put("/api/v1/cameras/door", r#"{"source": 5}"#);
     assert_eq!(status, 400, "{body}");
     let (_, skills) = daemon.get("/api/v1/cameras/door/skills");
     assert_eq!(skills["items"].as_array().unwrap().len(), 1, "{skills}");
+}
+
+/// A `multipart/form-data` body of named parts.
+fn multipart(parts: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "appliance-test-boundary-7d1f";
+    let mut body = Vec::new();
+    for (name, bytes) in parts {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\n\
+                 Content-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[test]
+fn models_are_installed_only_with_their_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&dir.path().join("data"));
+    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local/models/yolox_nano");
+    let model = std::fs::read(bundled.join("yolox_nano.onnx")).unwrap();
+    let manifest = std::fs::read_to_string(bundled.join("manifest.toml"))
+        .unwrap()
+        .replace("name = \"yolox_nano\"", "name = \"people_v2\"");
+
+    let mut truncated = model.clone();
+    truncated.truncate(model.len() / 2);
+    let (content_type, body) =
+        multipart(&[("manifest", manifest.as_bytes()), ("model", &truncated)]);
+    let (status, answer) = daemon.post_bytes("/api/v1/models", &content_type, &body);
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sha256"),
+        "{answer}"
+    );
+
+    let (content_type, body) = multipart(&[("manifest", manifest.as_bytes()), ("model", &model)]);
+    let (status, answer) = daemon.post_bytes("/api/v1/models", &content_type, &body);
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["origin"], "installed");
+    let (_, models) = daemon.get("/api/v1/models");
+    let names: Vec<&str> = models["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"people_v2") && names.contains(&"yolox_nano"),
+        "{models}"
+    );
+    assert!(models.get("runtime_error").is_none(), "{models}");
+
+    let (status, _) = daemon.delete("/api/v1/models/people_v2");
+    assert_eq!(status, 204);
+    let (status, _) = daemon.delete("/api/v1/models/yolox_nano");
+    assert_eq!(status, 409, "bundled models stay");
 }

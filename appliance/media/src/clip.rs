@@ -10,8 +10,8 @@ use gstreamer::prelude::*;
 use gstreamer_app::AppSrc;
 use gstreamer_video as gst_video;
 
-use crate::frames::{pipeline_error, pipeline_error_from, require};
 use crate::source::SourceError;
+use crate::source::{pipeline_error, pipeline_error_from, require};
 
 /// The clip's picture and GOP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -38,7 +38,7 @@ use utoipa::ToSchema;
 use crate::ps::VideoCodec;
 use crate::source::SourceError;
 // Re-exported because clip.rs takes them from here.
-pub(crate) use crate::source::{pipeline_error, pipeline_error_from, require};
+use crate::source::{pipeline_error, pipeline_error_from, require};
 
 /// Which decoder element to use.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -814,11 +814,12 @@ impl Sampler {
 /// non-key one only while not `keyframes_only`. Every keyframe is measured, including those
 /// that arrive while the others are dropped, so `Auto` keeps following the stream.
 ///
-/// `keyframes_only` changes only at a keyframe, and takes effect from the access unit after
-/// it: a delta unit then always follows, in the decoder's input, everything it was encoded
-/// against back to its keyframe. Starting to drop mid-GOP would leave no such unit, but
-/// resuming mid-GOP would feed the decoder deltas whose references it never got, and it would
-/// output garbage until the next keyframe.
+/// `keyframes_only` changes only when a keyframe arrives (where a new interval is measured)
+/// and applies from the access unit after it, so each GOP is decoded either whole or as its
+/// keyframe alone. Resuming mid-GOP would feed the decoder deltas whose references were
+/// dropped, and it would output garbage until the next keyframe. (The parser flags every
+/// intra picture as a keyframe; after a non-IDR one, which cameras rarely send, a delta may
+/// still refer to pictures before it.)
 #[derive(Debug)]
 struct KeyframeGate {
     mode: KeyframeMode,
@@ -861,8 +862,8 @@ impl KeyframeGate {
             self.last_keyframe = Some(pts);
         }
         if self.mode == KeyframeMode::Auto {
-            // Two intervals: one could be an extra keyframe the camera put in (a scene cut,
-            // a client joining), not its GOP.
+            // Two intervals: the first is often short, as cameras send an extra keyframe to
+            // a client that connects.
             self.keyframes_only = self.intervals.len() >= 2
                 && self.interval().is_some_and(|interval| {
                     interval.saturating_mul(100)
@@ -1308,6 +1309,73 @@ mod tests {
         assert!(sampler.admit(Some(0)));
         assert!(sampler.admit(None));
         assert!(!sampler.admit(Some(10 * MS)));
+    }
+
+    /// The times (ms) of the access units the gate passes, of a 25 fps stream from `from_ms`
+    /// to `to_ms` with keyframes at `keyframes_ms`.
+    fn gated(gate: &mut KeyframeGate, keyframes_ms: &[u64], from_ms: u64, to_ms: u64) -> Vec<u64> {
+        (from_ms..to_ms)
+            .step_by(40)
+            .filter(|t| gate.admit(keyframes_ms.contains(t), Some(t * MS)))
+            .collect()
+    }
+
+    fn every_frame(from_ms: u64, to_ms: u64) -> Vec<u64> {
+        (from_ms..to_ms).step_by(40).collect()
+    }
+
+    #[test]
+    fn auto_keyframes_follow_the_gop_and_switch_only_at_keyframes() {
+        let mut gate = KeyframeGate::new(KeyframeMode::Auto, Duration::from_secs(1));
+        // One 2 s GOP among 1 s ones.
+        let keyframes = [0, 1000, 2000, 3000, 5000, 6000, 7000, 8000, 9000];
+        let passed = gated(&mut gate, &keyframes, 0, 10_000);
+        let expected = [
+            // Everything until the keyframe at 2 s completes two 1 s intervals; the GOP it
+            // starts is its keyframe alone.
+            every_frame(0, 2040),
+            vec![3000],
+            // The 2 s interval is known at the keyframe that ends it: the next GOP is decoded
+            // whole, as are those until the long interval is among the last four no more.
+            every_frame(5000, 9040),
+        ]
+        .concat();
+        assert_eq!(passed, expected);
+        assert!(gate.keyframes_only);
+        assert_eq!(gate.interval(), Some(1000 * MS));
+
+        // 5 % over the sample interval still counts as within it; 8 % does not.
+        for (gop_ms, keyframes_only) in [(1040, true), (1080, false)] {
+            let mut gate = KeyframeGate::new(KeyframeMode::Auto, Duration::from_secs(1));
+            for keyframe in 0..3 {
+                assert!(gate.admit(true, Some(keyframe * gop_ms * MS)));
+            }
+            assert_eq!(gate.keyframes_only, keyframes_only, "GOP {gop_ms} ms");
+        }
+
+        // A time that goes back starts a new segment rather than measuring an interval.
+        let mut gate = KeyframeGate::new(KeyframeMode::Auto, Duration::from_secs(1));
+        for pts_ms in [5000, 0, 1000] {
+            gate.admit(true, Some(pts_ms * MS));
+        }
+        assert_eq!(gate.interval(), Some(1000 * MS));
+        assert!(!gate.keyframes_only);
+    }
+
+    #[test]
+    fn fixed_keyframe_modes_ignore_the_gop() {
+        let keyframes = [0, 1000, 2000, 3000];
+        let mut all = KeyframeGate::new(KeyframeMode::All, Duration::from_secs(1));
+        assert_eq!(gated(&mut all, &keyframes, 0, 4000), every_frame(0, 4000));
+        let mut only = KeyframeGate::new(KeyframeMode::Keyframes, Duration::ZERO);
+        assert_eq!(gated(&mut only, &keyframes, 0, 4000), keyframes);
+        // Auto without sampling: every frame is wanted, so every frame is decoded.
+        let mut unsampled = KeyframeGate::new(KeyframeMode::Auto, Duration::ZERO);
+        assert_eq!(
+            gated(&mut unsampled, &keyframes, 0, 4000),
+            every_frame(0, 4000)
+        );
+        assert_eq!(unsampled.interval(), Some(1000 * MS));
     }
 
     /// Each camera's source lives on its own worker thread.

@@ -1,7 +1,8 @@
 //! Decoded frames on real GStreamer: a clip whose every pixel is known (a white square moving
 //! left to right on black) is written with x264 and read back through the decoder, so the
 //! tests see whether the right frames come, in order, at their times, in RGB, at the asked size
-//! — and how much less decoding keyframes-only costs.
+//! — and how much less decoding keyframes-only costs, and when the automatic keyframe mode
+//! takes it.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -11,8 +12,8 @@ use std::time::{Duration, Instant};
 use appliance_media::VideoCodec;
 use appliance_media::clip::{Background, ClipSpec, ClipWriter, Scene, render_moving_sprite};
 use appliance_media::frames::{
-    Backoff, DecoderChoice, Frame, FrameSource, FrameSourceSpec, FrameStats, LiveFrames, Next,
-    pick_decoder,
+    Backoff, DecoderChoice, Frame, FrameSource, FrameSourceSpec, FrameStats, KeyframeMode,
+    LiveFrames, Next, pick_decoder,
 };
 use appliance_media::source::SourceError;
 use nix::sys::resource::{UsageWho, getrusage};
@@ -26,12 +27,14 @@ const FPS: u32 = 25;
 const SQUARE: u32 = 40;
 /// Top-left corner of the square: across the picture in 4 s, at mid height.
 const PATH: &[(f64, f64, f64)] = &[(0.0, 0.0, 100.0), (4.0, 280.0, 100.0)];
+/// Corner to corner in 6 s: the square moves in every frame of the 6 s clip.
+const DIAGONAL: &[(f64, f64, f64)] = &[(0.0, 0.0, 0.0), (6.0, 280.0, 200.0)];
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn scene(square: &[u8]) -> Scene<'_> {
+fn scene<'a>(square: &'a [u8], path: &'a [(f64, f64, f64)]) -> Scene<'a> {
     Scene {
         width: WIDTH,
         height: HEIGHT,
@@ -39,14 +42,14 @@ fn scene(square: &[u8]) -> Scene<'_> {
         sprite: square,
         sprite_width: SQUARE,
         sprite_height: SQUARE,
-        path: PATH,
+        path,
     }
 }
 
-/// 4 s, 100 frames, an IDR every 25.
-fn write_clip(path: &Path) {
+/// The square along `square_path` for `duration`, an IDR every 25 frames.
+fn write_clip(path: &Path, square_path: &[(f64, f64, f64)], duration: Duration) {
     let square = [255u8; 3].repeat((SQUARE * SQUARE) as usize);
-    let scene = scene(&square);
+    let scene = scene(&square, square_path);
     let mut writer = ClipWriter::create(
         path,
         ClipSpec {
@@ -57,7 +60,7 @@ fn write_clip(path: &Path) {
         },
     )
     .unwrap();
-    for frame in render_moving_sprite(&scene, FPS, Duration::from_secs(4)).unwrap() {
+    for frame in render_moving_sprite(&scene, FPS, duration).unwrap() {
         writer.push(&frame).unwrap();
     }
     writer.finish().unwrap();
@@ -118,14 +121,16 @@ fn white_centroid(frame: &Frame) -> (f64, f64) {
     (sum_x / count, sum_y / count)
 }
 
-/// The square is where the scene put it at the frame's time, `scale` times the clip's size.
-fn assert_square_follows_pts(frames: &[Frame], scale: f64) {
+/// The square is where the scene put it along `square_path` at the frame's time, `scale` times
+/// the clip's size.
+fn assert_square_follows_pts(frames: &[Frame], square_path: &[(f64, f64, f64)], scale: f64) {
     let square = [255u8; 3].repeat((SQUARE * SQUARE) as usize);
-    let scene = scene(&square);
+    let scene = scene(&square, square_path);
     let middle = (SQUARE as f64 - 1.0) / 2.0;
     for frame in frames {
         let (x, y) = scene.sprite_position(frame.pts.as_secs_f64());
-        let expected = ((x.round() + middle) * scale, (y + middle) * scale);
+        // Rounded as `Scene::render` placed it.
+        let expected = ((x.round() + middle) * scale, (y.round() + middle) * scale);
         let found = white_centroid(frame);
         assert!(
             (found.0 - expected.0).abs() <= 1.5 && (found.1 - expected.1).abs() <= 1.5,
@@ -148,7 +153,7 @@ fn a_written_clip_reads_back_frame_by_frame_keyframes_sampled_and_scaled() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let path: PathBuf = dir.path().join("moving square.mp4");
-    write_clip(&path);
+    write_clip(&path, PATH, Duration::from_secs(4));
 
     // Every frame, in order, 40 ms apart, an IDR every second.
     let full = read_all(spec(&path));
@@ -161,7 +166,7 @@ fn a_written_clip_reads_back_frame_by_frame_keyframes_sampled_and_scaled() {
         assert_eq!((frame.width, frame.height), (WIDTH, HEIGHT));
         assert_eq!(frame.keyframe, index % 25 == 0, "frame {index}");
     }
-    assert_square_follows_pts(&full.frames, 1.0);
+    assert_square_follows_pts(&full.frames, PATH, 1.0);
     let stats = full.stats;
     assert_eq!(
         (stats.frames_in, stats.skipped_before_decode, stats.decoded),
@@ -174,17 +179,18 @@ fn a_written_clip_reads_back_frame_by_frame_keyframes_sampled_and_scaled() {
 
     // Keyframes only: the decoder sees 4 access units of 100.
     let keyframes = read_all(FrameSourceSpec {
-        keyframes_only: true,
+        keyframe_mode: KeyframeMode::Keyframes,
         ..spec(&path)
     });
     assert_eq!(pts_ms(&keyframes.frames), [0, 1000, 2000, 3000]);
     assert!(keyframes.frames.iter().all(|f| f.keyframe));
-    assert_square_follows_pts(&keyframes.frames, 1.0);
+    assert_square_follows_pts(&keyframes.frames, PATH, 1.0);
     let stats = keyframes.stats;
     assert_eq!(
         (stats.frames_in, stats.skipped_before_decode, stats.decoded),
         (100, 96, 4)
     );
+    assert!(stats.keyframes_only_now);
     assert_eq!((stats.delivered, stats.dropped), (4, 0));
 
     // Two frames a second: all decoded, 8 delivered.
@@ -196,7 +202,7 @@ fn a_written_clip_reads_back_frame_by_frame_keyframes_sampled_and_scaled() {
         pts_ms(&sampled.frames),
         [0, 520, 1000, 1520, 2000, 2520, 3000, 3520]
     );
-    assert_square_follows_pts(&sampled.frames, 1.0);
+    assert_square_follows_pts(&sampled.frames, PATH, 1.0);
     let stats = sampled.stats;
     assert_eq!(
         (stats.decoded, stats.delivered, stats.dropped),
@@ -219,7 +225,7 @@ fn a_written_clip_reads_back_frame_by_frame_keyframes_sampled_and_scaled() {
             .iter()
             .all(|f| (f.width, f.height, f.data.len()) == (160, 120, 160 * 120 * 3))
     );
-    assert_square_follows_pts(&scaled.frames, 0.5);
+    assert_square_follows_pts(&scaled.frames, PATH, 0.5);
 
     // Stopped halfway, while the streaming thread waits for the consumer: no hang.
     let mut source = FrameSource::start(spec(&path)).unwrap();
@@ -238,6 +244,68 @@ fn a_written_clip_reads_back_frame_by_frame_keyframes_sampled_and_scaled() {
         keyframes.cpu,
         keyframes.stats.decoded,
         keyframes.stats.decode_ms_avg(),
+    );
+}
+
+#[test]
+fn auto_keyframes_decode_keyframes_only_once_they_come_as_often_as_the_samples() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("diagonal.mp4");
+    write_clip(&path, DIAGONAL, Duration::from_secs(6));
+    let auto = |sample_interval| FrameSourceSpec {
+        keyframe_mode: KeyframeMode::Auto,
+        sample_interval,
+        ..spec(&path)
+    };
+    let assert_one_second_gop = |stats: &FrameStats| {
+        let interval = stats.keyframe_interval_ms.expect("the GOP is measured");
+        assert!((interval - 1000.0).abs() < 1.0, "{stats:?}");
+    };
+
+    // One frame a second, a keyframe a second: every access unit is decoded until the
+    // keyframe at 2 s completes two intervals, then the keyframes alone. The frames still
+    // come once a second, and the ones decoded without the deltas are the right pictures.
+    let once_a_second = read_all(auto(Duration::from_secs(1)));
+    assert_eq!(
+        pts_ms(&once_a_second.frames),
+        [0, 1000, 2000, 3000, 4000, 5000]
+    );
+    assert!(once_a_second.frames.iter().all(|f| f.keyframe));
+    assert_square_follows_pts(&once_a_second.frames, DIAGONAL, 1.0);
+    let stats = once_a_second.stats;
+    assert_one_second_gop(&stats);
+    assert!(stats.keyframes_only_now, "{stats:?}");
+    // 51 access units up to and including the keyframe at 2 s, then 3 keyframes of 25.
+    assert_eq!(
+        (
+            stats.frames_in,
+            stats.keyframes_in,
+            stats.skipped_before_decode,
+            stats.decoded
+        ),
+        (150, 6, 96, 54)
+    );
+    assert_eq!((stats.delivered, stats.dropped), (6, 48));
+
+    // Five frames a second: the keyframes are too few, everything is decoded.
+    let five_a_second = read_all(auto(Duration::from_millis(200)));
+    assert_eq!(
+        pts_ms(&five_a_second.frames),
+        (0..30).map(|i| i * 200).collect::<Vec<u128>>()
+    );
+    assert_square_follows_pts(&five_a_second.frames, DIAGONAL, 1.0);
+    let stats = five_a_second.stats;
+    assert_one_second_gop(&stats);
+    assert!(!stats.keyframes_only_now, "{stats:?}");
+    assert_eq!(
+        (
+            stats.frames_in,
+            stats.keyframes_in,
+            stats.skipped_before_decode,
+            stats.decoded
+        ),
+        (150, 6, 0, 150)
     );
 }
 

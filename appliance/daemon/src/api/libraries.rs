@@ -15,7 +15,7 @@ use super::{ApiError, AppState, json_body, query_params};
 use crate::vision::catalog::{self, FacePhoto};
 
 /// Largest photo accepted for enrolment.
-const MAX_PHOTO_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_PHOTO_BYTES: usize = 16 * 1024 * 1024;
 /// The face detector enrolment uses unless the request names another.
 const DEFAULT_FACE_MODEL: &str = "centerface";
 

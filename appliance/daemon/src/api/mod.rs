@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use appliance_store::EventStore;
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 use prometheus_client::registry::Registry;
 use utoipa::OpenApi;
@@ -111,6 +112,8 @@ impl AppState {
         vision::delete_skill,
         vision::skill_schema,
         vision::list_models,
+        vision::install_model,
+        vision::delete_model,
         libraries::list_libraries,
         libraries::get_library,
         libraries::put_library,
@@ -174,7 +177,7 @@ impl AppState {
         vision::ModelView,
         vision::ModelList,
         crate::vision::catalog::Camera,
-        crate::vision::catalog::DecodeMode,
+        appliance_media::frames::KeyframeMode,
         crate::vision::CameraStatus,
         libraries::PersonView,
         libraries::LibraryView,
@@ -259,7 +262,13 @@ fn protected_routes() -> Router<AppState> {
                 .delete(vision::delete_skill),
         )
         .route("/skills/schema", get(vision::skill_schema))
-        .route("/models", get(vision::list_models))
+        .route(
+            "/models",
+            get(vision::list_models)
+                .post(vision::install_model)
+                .layer(DefaultBodyLimit::max(vision::MAX_MODEL_BYTES)),
+        )
+        .route("/models/{model}", delete(vision::delete_model))
         .route("/faces", get(libraries::list_libraries))
         .route(
             "/faces/{library}",
@@ -273,7 +282,7 @@ fn protected_routes() -> Router<AppState> {
         )
         .route(
             "/faces/{library}/people/{person}/photos",
-            post(libraries::enrol_photo),
+            post(libraries::enrol_photo).layer(DefaultBodyLimit::max(libraries::MAX_PHOTO_BYTES)),
         )
         .route(
             "/faces/{library}/photos/{photo}",

@@ -3,7 +3,7 @@
 //! registry. Face and plate libraries are in `libraries.rs`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::Value;
@@ -351,46 +351,136 @@ pub struct ModelList {
 /// The models skills can name.
 #[utoipa::path(get, path = "/api/v1/models", responses((status = 200, body = ModelList)))]
 pub async fn list_models(State(state): State<AppState>) -> Result<Json<ModelList>, ApiError> {
-    let vision = vision(&state).clone();
-    let list = tokio::task::spawn_blocking(move || match vision.models() {
-        Ok(models) => {
-            let items = models
-                .registry()
-                .list()
-                .into_iter()
-                .map(|(name, entry)| match entry {
-                    Ok(entry) => ModelView {
-                        name,
-                        origin: serde_json::to_value(entry.origin)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_string)),
-                        task: serde_json::to_value(entry.manifest.task)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_string)),
-                        family: Some(entry.manifest.family),
-                        licence: entry.manifest.licence,
-                        error: None,
-                    },
-                    Err(error) => ModelView {
-                        name,
-                        origin: None,
-                        task: None,
-                        family: None,
-                        licence: None,
-                        error: Some(error),
-                    },
-                })
-                .collect();
-            ModelList {
-                items,
-                runtime_error: None,
-            }
-        }
-        Err(error) => ModelList {
-            items: Vec::new(),
-            runtime_error: Some(error),
-        },
+    let service = vision(&state).clone();
+    let list = tokio::task::spawn_blocking(move || ModelList {
+        items: service
+            .registry()
+            .list()
+            .into_iter()
+            .map(|(name, entry)| match entry {
+                Ok(entry) => model_view(entry),
+                Err(error) => ModelView {
+                    name,
+                    origin: None,
+                    task: None,
+                    family: None,
+                    licence: None,
+                    error: Some(error),
+                },
+            })
+            .collect(),
+        runtime_error: service.models().err(),
     })
     .await?;
     Ok(Json(list))
+}
+
+/// Largest model file (with its manifest and labels) the API takes.
+pub const MAX_MODEL_BYTES: usize = 512 * 1024 * 1024;
+
+fn bad_upload(message: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "bad_body",
+        format!("upload: {message}"),
+    )
+}
+
+fn model_view(entry: appliance_vision::registry::ModelEntry) -> ModelView {
+    let word =
+        |value: serde_json::Result<Value>| value.ok().and_then(|v| v.as_str().map(str::to_string));
+    ModelView {
+        name: entry.manifest.name.clone(),
+        origin: word(serde_json::to_value(entry.origin)),
+        task: word(serde_json::to_value(entry.manifest.task)),
+        family: Some(entry.manifest.family),
+        licence: entry.manifest.licence,
+        error: None,
+    }
+}
+
+/// Installs or replaces a model on this box: `multipart/form-data` with the parts `manifest`
+/// (the TOML manifest), `model` (the file) and `labels` (when the manifest names a labels
+/// file). Refused unless each file has the manifest's sha256. Cameras restart on the new model.
+#[utoipa::path(
+    post,
+    path = "/api/v1/models",
+    request_body(content_type = "multipart/form-data", description = "Parts: manifest, model, labels (optional)"),
+    responses(
+        (status = 201, body = ModelView),
+        (status = 400, description = "Bad manifest, missing part or wrong sha256", body = super::error::ErrorBody),
+    ),
+)]
+pub async fn install_model(
+    State(state): State<AppState>,
+    mut multipart: Multipart,
+) -> Result<(StatusCode, Json<ModelView>), ApiError> {
+    let (mut manifest, mut model, mut labels) = (None, None, None);
+    while let Some(field) = multipart.next_field().await.map_err(bad_upload)? {
+        let name = field.name().unwrap_or_default().to_string();
+        let bytes = field.bytes().await.map_err(bad_upload)?;
+        match name.as_str() {
+            "manifest" => {
+                manifest = Some(
+                    String::from_utf8(bytes.to_vec())
+                        .map_err(|_| bad_upload("manifest: not UTF-8"))?,
+                )
+            }
+            "model" => model = Some(bytes),
+            "labels" => labels = Some(bytes),
+            other => {
+                return Err(bad_upload(format!(
+                    "unknown part `{other}` (manifest, model, labels)"
+                )));
+            }
+        }
+    }
+    let manifest = manifest.ok_or_else(|| bad_upload("the `manifest` part is missing"))?;
+    let model = model.ok_or_else(|| bad_upload("the `model` part is missing"))?;
+    let service = vision(&state).clone();
+    let entry = tokio::task::spawn_blocking(move || {
+        let entry = service
+            .registry()
+            .install(&manifest, &model, labels.as_deref())
+            .map_err(|e| match e {
+                appliance_vision::registry::RegistryError::Io { .. } => ApiError::internal(e),
+                other => ApiError::new(StatusCode::BAD_REQUEST, "invalid_model", other.to_string()),
+            })?;
+        service.models_changed();
+        Ok::<_, ApiError>(entry)
+    })
+    .await??;
+    Ok((StatusCode::CREATED, Json(model_view(entry))))
+}
+
+/// Removes a model installed on this box (a bundled model of the same name shows again).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/models/{model}",
+    params(("model" = String, Path)),
+    responses(
+        (status = 204),
+        (status = 404, body = super::error::ErrorBody),
+        (status = 409, description = "A bundled model cannot be removed", body = super::error::ErrorBody),
+    ),
+)]
+pub async fn delete_model(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let service = vision(&state).clone();
+    tokio::task::spawn_blocking(move || {
+        use appliance_vision::registry::RegistryError;
+        service.registry().remove(&name).map_err(|e| match e {
+            RegistryError::NotFound(_) => ApiError::not_found(e.to_string()),
+            RegistryError::Bundled { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "bundled", e.to_string())
+            }
+            other => ApiError::internal(other),
+        })?;
+        service.models_changed();
+        Ok::<_, ApiError>(())
+    })
+    .await??;
+    Ok(StatusCode::NO_CONTENT)
 }

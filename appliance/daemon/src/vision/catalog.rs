@@ -3,6 +3,7 @@
 //! as given, validated), face libraries with their people and enrolled photos (embeddings), and
 //! plate lists.
 
+use appliance_media::frames::KeyframeMode;
 use appliance_skills::library::face::Library;
 use appliance_skills::library::plate::PlateList;
 use appliance_store::{EventStore, StateChange, StoreError};
@@ -14,20 +15,6 @@ pub const SKILLS: &str = "vision.skills";
 pub const FACE_LIBRARIES: &str = "vision.face_libraries";
 pub const FACE_PHOTOS: &str = "vision.face_photos";
 pub const PLATE_LISTS: &str = "vision.plate_lists";
-
-/// How much of the stream is decoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DecodeMode {
-    /// Keyframes only when the skills sample no faster than the camera sends keyframes
-    /// (measured on the stream), every frame otherwise.
-    #[default]
-    Auto,
-    /// Every frame.
-    All,
-    /// Keyframes only, whatever the skills ask.
-    Keyframes,
-}
 
 /// A camera the skills watch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -41,12 +28,19 @@ pub struct Camera {
     pub source: String,
     #[serde(default = "enabled")]
     pub enabled: bool,
-    #[serde(default)]
-    pub decode: DecodeMode,
+    /// How much of the stream is decoded: `auto` (default) decodes keyframes only while the
+    /// skills sample no faster than the camera sends keyframes (measured on the stream),
+    /// `all` every frame, `keyframes` keyframes only.
+    #[serde(default = "auto")]
+    pub decode: KeyframeMode,
 }
 
 fn enabled() -> bool {
     true
+}
+
+fn auto() -> KeyframeMode {
+    KeyframeMode::Auto
 }
 
 /// Ids in URLs and store keys: 1–64 of letters, digits, `.`, `_`, `-`.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use appliance_config::Config;
-use appliance_media::frames::{DecoderChoice, FrameSource, FrameSourceSpec, Next};
+use appliance_media::frames::{DecoderChoice, FrameSource, FrameSourceSpec, KeyframeMode, Next};
 use appliance_skills::config::{SkillConfig, SkillKind};
 use appliance_skills::library::face::{FaceIndex, Library, Person};
 use appliance_skills::library::plate::{PlateLibrary, PlateList};
@@ -110,7 +110,11 @@ pub fn run(options: SkillTestOptions, config: Config) -> anyhow::Result<()> {
         "auto" => DecoderChoice::Auto,
         name => DecoderChoice::Named(name.to_string()),
     };
-    spec.keyframes_only = options.keyframes_only;
+    spec.keyframe_mode = if options.keyframes_only {
+        KeyframeMode::Keyframes
+    } else {
+        KeyframeMode::All
+    };
     spec.sample_interval = analysis.sample_interval();
     let mut source = FrameSource::start(spec)
         .map_err(|e| BadInput(format!("{}: {e}", options.input.display())))?;

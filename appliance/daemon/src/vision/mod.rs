@@ -41,7 +41,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use catalog::{Camera, DecodeMode, Snapshot};
+use catalog::{Camera, Snapshot};
 use pipeline::{CameraAnalysis, FACE_DIMENSION, Libraries, Raised, SkillProblem};
 
 /// Seconds of video before and after an event a clip should cover; the media-server issue
@@ -69,8 +69,12 @@ pub fn models(config: &VisionConfig, data_dir: &std::path::Path) -> Result<Model
         engine_cache: Some(data_dir.join("models/.tensorrt-cache")),
     })
     .map_err(|e| e.to_string())?;
-    let registry = Registry::new(data_dir.join("models"), default_bundled_dirs());
-    Ok(Models::new(runtime, registry))
+    Ok(Models::new(runtime, registry(data_dir)))
+}
+
+/// Models installed under the data dir, then the bundled ones.
+fn registry(data_dir: &std::path::Path) -> Registry {
+    Registry::new(data_dir.join("models"), default_bundled_dirs())
 }
 
 /// Local weekday and second of the day at `now`, `offset_s` east of UTC (skill schedules).
@@ -184,7 +188,6 @@ pub struct CameraStatus {
     pub events: u64,
     /// Milliseconds from a frame's arrival to its event being stored, last event.
     pub last_alert_latency_ms: Option<f64>,
-    pub keyframes_only: bool,
     #[schema(value_type = Vec<Object>)]
     pub skill_problems: Vec<SkillProblem>,
     pub last_error: Option<String>,
@@ -301,6 +304,35 @@ impl Vision {
             })
             .as_ref()
             .map_err(Clone::clone)
+    }
+
+    /// The model registry (readable without ONNX Runtime).
+    pub fn registry(&self) -> Registry {
+        registry(&self.inner.data_dir)
+    }
+
+    /// After a model was installed or removed: forget the loaded models and restart every
+    /// camera, so each loads what the registry now holds (blocking).
+    pub fn models_changed(&self) {
+        if let Some(Ok(models)) = self.inner.models.get() {
+            models.unload_all();
+        }
+        self.inner
+            .workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        let cameras: Vec<String> = self
+            .inner
+            .cameras
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for camera in cameras {
+            self.restart_camera(&camera);
+        }
     }
 
     /// Reads libraries and cameras from the store and starts every camera (blocking).
@@ -536,25 +568,14 @@ impl Vision {
             .iter()
             .map(|(name, analyzer)| self.worker(name, analyzer))
             .collect();
-        let keyframes_only = match camera.decode {
-            DecodeMode::Keyframes => true,
-            DecodeMode::All => false,
-            // A second or more between analysed frames: camera GOPs are 1-2 s, so the
-            // keyframes carry every frame the skills would look at.
-            DecodeMode::Auto => analysis.sample_interval() >= Duration::from_secs(1),
-        };
         let mut spec = FrameSourceSpec::new(camera.source.clone());
         spec.decoder = match self.inner.config.decoder.as_str() {
             "auto" => DecoderChoice::Auto,
             name => DecoderChoice::Named(name.to_string()),
         };
-        spec.keyframes_only = keyframes_only;
+        spec.keyframe_mode = camera.decode;
         spec.sample_interval = analysis.sample_interval();
-        {
-            let mut s = status.lock().unwrap_or_else(|e| e.into_inner());
-            s.state = "running".into();
-            s.keyframes_only = keyframes_only;
-        }
+        status.lock().unwrap_or_else(|e| e.into_inner()).state = "running".into();
         let (reply, results) = mpsc::channel::<Analysed>();
         let ingest = std::thread::Builder::new()
             .name(format!("cam-{camera_id}"))
