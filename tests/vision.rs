@@ -63,6 +63,41 @@ fn walking_person(dir: &Path, name: &str, seconds: f64, path: &[(f64, f64, f64)]
     )
 }
 
+/// A 640×480 clip of a portrait photo (320×320) passing slowly, its face in view throughout.
+fn passing_face(dir: &Path, photo_name: &str) -> PathBuf {
+    let person = photo(photo_name, Some((320, 320)));
+    make_clip(
+        dir,
+        photo_name,
+        &ClipPlan {
+            width: 640,
+            height: 480,
+            fps: 10,
+            seconds: 4.0,
+            background: GREY,
+            sprite: &person,
+            path: &[(0.0, 60.0, 80.0), (4.0, 260.0, 80.0)],
+        },
+    )
+}
+
+/// The newest event of `kind`, waited for (a camera analyses its clip within seconds).
+fn first_event(daemon: &Daemon, kind: &str) -> Value {
+    let mut event = Value::Null;
+    let found = wait_for(Duration::from_secs(60), || {
+        let (_, page) = daemon.get(&format!("/api/v1/events?type={kind}"));
+        match page["items"].as_array().and_then(|items| items.first()) {
+            Some(first) => {
+                event = first.clone();
+                true
+            }
+            None => false,
+        }
+    });
+    assert!(found, "no {kind} event; log:\n{}", daemon.log());
+    event
+}
+
 #[test]
 fn intrusion_once_per_entry_into_the_zone() {
     let dir = tempfile::tempdir().unwrap();
@@ -218,21 +253,7 @@ fn faces_are_matched_to_the_enrolled_person_and_not_another() {
     ];
     let enrol: Vec<&str> = enrol.iter().map(String::as_str).collect();
     for (sprite, expected) in [("astronaut.png", "astronaut"), ("camera.png", "cameraman")] {
-        // The person walks slowly across a 640×480 view, face in view throughout.
-        let person = photo(sprite, Some((320, 320)));
-        let clip = make_clip(
-            dir.path(),
-            expected,
-            &ClipPlan {
-                width: 640,
-                height: 480,
-                fps: 10,
-                seconds: 4.0,
-                background: GREY,
-                sprite: &person,
-                path: &[(0.0, 60.0, 80.0), (4.0, 260.0, 80.0)],
-            },
-        );
+        let clip = passing_face(dir.path(), sprite);
         let events = events(&skill_test(&skill, &clip, &enrol));
         assert!(!events.is_empty(), "{expected}: no face recognised");
         for event in &events {
@@ -346,18 +367,7 @@ fn a_camera_with_a_skill_raises_events_with_annotated_snapshots() {
     assert_eq!(status, 201, "{body}");
     let skill_id = body["id"].as_str().unwrap().to_string();
 
-    let mut event = Value::Null;
-    let found = wait_for(Duration::from_secs(60), || {
-        let (_, page) = daemon.get("/api/v1/events?type=skill.intrusion");
-        match page["items"].as_array().and_then(|items| items.first()) {
-            Some(first) => {
-                event = first.clone();
-                true
-            }
-            None => false,
-        }
-    });
-    assert!(found, "no intrusion event; log:\n{}", daemon.log());
+    let event = first_event(&daemon, "skill.intrusion");
     assert_eq!(event["camera_id"], "gate-cam");
     assert_eq!(event["source"], "skill");
     assert_eq!(event["attributes"]["zone"], "gate");
@@ -396,20 +406,7 @@ fn a_camera_with_a_skill_raises_events_with_annotated_snapshots() {
 #[test]
 fn faces_enrolled_through_the_api_are_recognised_by_a_camera() {
     let dir = tempfile::tempdir().unwrap();
-    let person = photo("astronaut.png", Some((320, 320)));
-    let clip = make_clip(
-        dir.path(),
-        "visitor",
-        &ClipPlan {
-            width: 640,
-            height: 480,
-            fps: 10,
-            seconds: 4.0,
-            background: GREY,
-            sprite: &person,
-            path: &[(0.0, 60.0, 80.0), (4.0, 260.0, 80.0)],
-        },
-    );
+    let clip = passing_face(dir.path(), "astronaut.png");
     let daemon = Daemon::start(&dir.path().join("data"));
     let photo_bytes = |name: &str| std::fs::read(shared_image(name)).unwrap();
 
@@ -489,18 +486,7 @@ fn faces_enrolled_through_the_api_are_recognised_by_a_camera() {
         r#"{"skill":"face_recognition","model":"centerface","classes":["face"],"library":"staff"}"#,
     );
     assert_eq!(status, 201, "{body}");
-    let mut event = Value::Null;
-    let found = wait_for(Duration::from_secs(60), || {
-        let (_, page) = daemon.get("/api/v1/events?type=skill.face_recognized");
-        match page["items"].as_array().and_then(|items| items.first()) {
-            Some(first) => {
-                event = first.clone();
-                true
-            }
-            None => false,
-        }
-    });
-    assert!(found, "no face event; log:\n{}", daemon.log());
+    let event = first_event(&daemon, "skill.face_recognized");
     assert_eq!(event["attributes"]["person_id"], "p1", "{event}");
     assert_eq!(event["attributes"]["person_name"], "Eileen", "{event}");
 

@@ -43,6 +43,38 @@ fn photos_of(state: &AppState, library: &str) -> Result<Vec<(String, FacePhoto)>
     )
 }
 
+/// Changes a library (made first when `create` and missing), checks it, stores it, and has
+/// the skills use it.
+async fn edit_library(
+    state: &AppState,
+    name: &str,
+    create: bool,
+    change: impl FnOnce(&mut Library),
+) -> Result<Json<LibraryView>, ApiError> {
+    let library = {
+        let _edit = vision(state).edit().await;
+        let mut library = match catalog::get(state.store(), catalog::FACE_LIBRARIES, name)? {
+            Some(library) => library,
+            None if create => Library::new(name.to_string()),
+            None => return Err(ApiError::not_found(format!("no face library {name}"))),
+        };
+        change(&mut library);
+        library.validate().map_err(invalid)?;
+        catalog::commit(
+            state.store(),
+            vec![catalog::put(
+                catalog::FACE_LIBRARIES,
+                name.to_string(),
+                &library,
+            )],
+        )
+        .await?;
+        library
+    };
+    reload(state).await?;
+    Ok(Json(library_view(state, library)?))
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct PersonView {
     id: String,
@@ -137,25 +169,10 @@ pub async fn put_library(
 ) -> Result<Json<LibraryView>, ApiError> {
     check_id("library", &name)?;
     let settings: LibrarySettings = json_body(&body)?;
-    let library = {
-        let _edit = vision(&state).edit().await;
-        let mut library = catalog::get(state.store(), catalog::FACE_LIBRARIES, &name)?
-            .unwrap_or_else(|| Library::new(name.clone()));
+    edit_library(&state, &name, true, |library| {
         library.match_threshold = settings.match_threshold.unwrap_or(DEFAULT_MATCH_THRESHOLD);
-        library.validate().map_err(invalid)?;
-        catalog::commit(
-            state.store(),
-            vec![catalog::put(
-                catalog::FACE_LIBRARIES,
-                name.clone(),
-                &library,
-            )],
-        )
-        .await?;
-        library
-    };
-    reload(&state).await?;
-    Ok(Json(library_view(&state, library)?))
+    })
+    .await
 }
 
 /// Removes a face library with its people and photos.
@@ -212,32 +229,18 @@ pub async fn put_person(
     body: axum::body::Bytes,
 ) -> Result<Json<LibraryView>, ApiError> {
     let body: PersonBody = json_body(&body)?;
-    let library = {
-        let _edit = vision(&state).edit().await;
-        let mut library = load_library(&state, &name)?;
-        let entry = Person {
-            id: person.clone(),
-            name: body.name,
-            note: body.note,
-        };
+    let entry = Person {
+        id: person.clone(),
+        name: body.name,
+        note: body.note,
+    };
+    edit_library(&state, &name, false, |library| {
         match library.people.iter_mut().find(|p| p.id == person) {
             Some(existing) => *existing = entry,
             None => library.people.push(entry),
         }
-        library.validate().map_err(invalid)?;
-        catalog::commit(
-            state.store(),
-            vec![catalog::put(
-                catalog::FACE_LIBRARIES,
-                name.clone(),
-                &library,
-            )],
-        )
-        .await?;
-        library
-    };
-    reload(&state).await?;
-    Ok(Json(library_view(&state, library)?))
+    })
+    .await
 }
 
 /// Removes a person and their photos.

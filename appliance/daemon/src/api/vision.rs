@@ -174,6 +174,29 @@ fn skill_config(body: &[u8]) -> Result<Value, ApiError> {
     Ok(serde_json::to_value(&config).expect("a skill config serialises"))
 }
 
+/// Stores a skill of an existing camera and restarts the camera's analysis with it.
+async fn store_skill(
+    state: &AppState,
+    camera: &str,
+    id: &str,
+    config: &Value,
+) -> Result<(), ApiError> {
+    {
+        let _edit = vision(state).edit().await;
+        load_camera(state, camera)?;
+        catalog::commit(
+            state.store(),
+            vec![catalog::put(
+                catalog::SKILLS,
+                catalog::skill_key(camera, id),
+                config,
+            )],
+        )
+        .await?;
+    }
+    restart(state, camera).await
+}
+
 /// The camera's skills.
 #[utoipa::path(
     get,
@@ -215,20 +238,7 @@ pub async fn create_skill(
 ) -> Result<(StatusCode, Json<SkillView>), ApiError> {
     let config = skill_config(&body)?;
     let id = hex::encode(rand::random::<[u8; 6]>());
-    {
-        let _edit = vision(&state).edit().await;
-        load_camera(&state, &camera)?;
-        catalog::commit(
-            state.store(),
-            vec![catalog::put(
-                catalog::SKILLS,
-                catalog::skill_key(&camera, &id),
-                &config,
-            )],
-        )
-        .await?;
-    }
-    restart(&state, &camera).await?;
+    store_skill(&state, &camera, &id, &config).await?;
     Ok((StatusCode::CREATED, Json(SkillView { id, config })))
 }
 
@@ -271,20 +281,7 @@ pub async fn put_skill(
 ) -> Result<Json<SkillView>, ApiError> {
     check_id("skill", &skill)?;
     let config = skill_config(&body)?;
-    {
-        let _edit = vision(&state).edit().await;
-        load_camera(&state, &camera)?;
-        catalog::commit(
-            state.store(),
-            vec![catalog::put(
-                catalog::SKILLS,
-                catalog::skill_key(&camera, &skill),
-                &config,
-            )],
-        )
-        .await?;
-    }
-    restart(&state, &camera).await?;
+    store_skill(&state, &camera, &skill, &config).await?;
     Ok(Json(SkillView { id: skill, config }))
 }
 
