@@ -89,35 +89,17 @@ pub struct Detection {
 mod tests {
     use super::*;
 
+    fn bbox(x0: f32, y0: f32, x1: f32, y1: f32) -> BBox {
+        BBox { x0, y0, x1, y1 }
+    }
+
     #[test]
     fn iou_of_identical_disjoint_and_half_overlapping_boxes() {
-        let a = BBox {
-            x0: 0.0,
-            y0: 0.0,
-            x1: 10.0,
-            y1: 10.0,
-        };
+        let a = bbox(0.0, 0.0, 10.0, 10.0);
         assert_eq!(a.iou(&a), 1.0);
-        let far = BBox {
-            x0: 20.0,
-            y0: 20.0,
-            x1: 30.0,
-            y1: 30.0,
-        };
-        assert_eq!(a.iou(&far), 0.0);
-        let half = BBox {
-            x0: 5.0,
-            y0: 0.0,
-            x1: 15.0,
-            y1: 10.0,
-        };
-        assert!((a.iou(&half) - 50.0 / 150.0).abs() < 1e-6);
-        let empty = BBox {
-            x0: 1.0,
-            y0: 1.0,
-            x1: 1.0,
-            y1: 1.0,
-        };
+        assert_eq!(a.iou(&bbox(20.0, 20.0, 30.0, 30.0)), 0.0);
+        assert!((a.iou(&bbox(5.0, 0.0, 15.0, 10.0)) - 50.0 / 150.0).abs() < 1e-6);
+        let empty = bbox(1.0, 1.0, 1.0, 1.0);
         assert_eq!(empty.iou(&empty), 0.0);
     }
 }

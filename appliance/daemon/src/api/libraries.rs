@@ -75,6 +75,19 @@ async fn edit_library(
     Ok(Json(library_view(state, library)?))
 }
 
+/// Deletions of a library's photos: all, or one person's.
+fn photo_deletions(
+    state: &AppState,
+    library: &str,
+    person: Option<&str>,
+) -> Result<Vec<appliance_store::StateChange>, ApiError> {
+    Ok(photos_of(state, library)?
+        .into_iter()
+        .filter(|(_, photo)| person.is_none_or(|p| photo.person_id == p))
+        .map(|(id, _)| catalog::delete(catalog::FACE_PHOTOS, format!("{library}/{id}")))
+        .collect())
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct PersonView {
     id: String,
@@ -190,12 +203,7 @@ pub async fn delete_library(
         let _edit = vision(&state).edit().await;
         load_library(&state, &name)?;
         let mut changes = vec![catalog::delete(catalog::FACE_LIBRARIES, name.clone())];
-        for (photo, _) in photos_of(&state, &name)? {
-            changes.push(catalog::delete(
-                catalog::FACE_PHOTOS,
-                format!("{name}/{photo}"),
-            ));
-        }
+        changes.extend(photo_deletions(&state, &name, None)?);
         catalog::commit(state.store(), changes).await?;
     }
     reload(&state).await?;
@@ -267,14 +275,7 @@ pub async fn delete_person(
             name.clone(),
             &library,
         )];
-        for (photo, entry) in photos_of(&state, &name)? {
-            if entry.person_id == person {
-                changes.push(catalog::delete(
-                    catalog::FACE_PHOTOS,
-                    format!("{name}/{photo}"),
-                ));
-            }
-        }
+        changes.extend(photo_deletions(&state, &name, Some(&person))?);
         catalog::commit(state.store(), changes).await?;
     }
     reload(&state).await?;
