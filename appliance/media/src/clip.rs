@@ -11,6 +11,7 @@ use gstreamer_app::AppSrc;
 use gstreamer_video as gst_video;
 
 use crate::source::SourceError;
+use crate::source::packages::{CORE, PLUGINS_BAD, PLUGINS_BASE, PLUGINS_GOOD, PLUGINS_UGLY};
 use crate::source::{pipeline_error, pipeline_error_from, require};
 
 /// The clip's picture and GOP.
@@ -25,12 +26,12 @@ pub struct ClipSpec {
 }
 
 const CLIP_ELEMENTS: &[(&str, &str)] = &[
-    ("appsrc", "gstreamer1.0-plugins-base"),
-    ("videoconvert", "gstreamer1.0-plugins-base"),
-    ("x264enc", "gstreamer1.0-plugins-ugly"),
-    ("h264parse", "gstreamer1.0-plugins-bad"),
-    ("mp4mux", "gstreamer1.0-plugins-good"),
-    ("filesink", "libgstreamer1.0-0"),
+    ("appsrc", PLUGINS_BASE),
+    ("videoconvert", PLUGINS_BASE),
+    ("x264enc", PLUGINS_UGLY),
+    ("h264parse", PLUGINS_BAD),
+    ("mp4mux", PLUGINS_GOOD),
+    ("filesink", CORE),
 ];
 
 /// How long `finish` waits for the encoder and muxer to drain.

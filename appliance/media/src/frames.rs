@@ -37,7 +37,9 @@ use utoipa::ToSchema;
 
 use crate::ps::VideoCodec;
 use crate::source::SourceError;
-// Re-exported because clip.rs takes them from here.
+use crate::source::packages::{
+    CORE, JETSON, LIBAV, PLUGINS_BAD, PLUGINS_BASE, PLUGINS_GOOD, ROCKCHIP,
+};
 use crate::source::{pipeline_error, pipeline_error_from, require};
 
 /// Which decoder element to use.
@@ -191,14 +193,6 @@ pub enum Next {
     /// The file is finished (or the camera ended the stream): no frame will come.
     Ended,
 }
-
-const CORE: &str = "libgstreamer1.0-0";
-const PLUGINS_BASE: &str = "gstreamer1.0-plugins-base";
-const PLUGINS_GOOD: &str = "gstreamer1.0-plugins-good";
-const PLUGINS_BAD: &str = "gstreamer1.0-plugins-bad";
-const LIBAV: &str = "gstreamer1.0-libav";
-const JETSON: &str = "nvidia-l4t-gstreamer";
-const ROCKCHIP: &str = "gstreamer-rockchip";
 
 /// Decoders in the order [`pick_decoder`] tries them: the first whose element is registered
 /// wins. The hardware ones register only on their platform (VA-API and V4L2 stateless only

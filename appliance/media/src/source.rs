@@ -11,6 +11,8 @@ use gstreamer::prelude::*;
 use gstreamer_app::AppSink;
 use thiserror::Error;
 
+use self::packages::{CORE, PLUGINS_BAD, PLUGINS_BASE, PLUGINS_UGLY};
+
 /// Where the video comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceSpec {
@@ -66,9 +68,18 @@ pub enum SourceError {
     Ended,
 }
 
-const PLUGINS_BASE: &str = "gstreamer1.0-plugins-base";
-const PLUGINS_BAD: &str = "gstreamer1.0-plugins-bad";
-const PLUGINS_UGLY: &str = "gstreamer1.0-plugins-ugly";
+/// The Debian packages that provide the GStreamer elements this crate uses, named in
+/// [`SourceError::MissingElement`]; every element list of the crate takes them from here.
+pub(crate) mod packages {
+    pub(crate) const CORE: &str = "libgstreamer1.0-0";
+    pub(crate) const PLUGINS_BASE: &str = "gstreamer1.0-plugins-base";
+    pub(crate) const PLUGINS_GOOD: &str = "gstreamer1.0-plugins-good";
+    pub(crate) const PLUGINS_BAD: &str = "gstreamer1.0-plugins-bad";
+    pub(crate) const PLUGINS_UGLY: &str = "gstreamer1.0-plugins-ugly";
+    pub(crate) const LIBAV: &str = "gstreamer1.0-libav";
+    pub(crate) const JETSON: &str = "nvidia-l4t-gstreamer";
+    pub(crate) const ROCKCHIP: &str = "gstreamer-rockchip";
+}
 
 /// Each pipeline's elements, with the Debian package that provides them, checked before the
 /// pipeline is built: gst_parse_launch would only say "no element x264enc".
@@ -79,7 +90,7 @@ const TEST_PATTERN_ELEMENTS: &[(&str, &str)] = &[
     ("appsink", PLUGINS_BASE),
 ];
 const FILE_ELEMENTS: &[(&str, &str)] = &[
-    ("filesrc", "libgstreamer1.0-0"),
+    ("filesrc", CORE),
     ("parsebin", PLUGINS_BASE),
     ("h264parse", PLUGINS_BAD),
     ("appsink", PLUGINS_BASE),

@@ -1,38 +1,16 @@
 //! YOLOX-nano on the shared test photos, against the numbers of `shared/models.md` §1.
 
-use std::path::PathBuf;
+mod support;
 
 use appliance_vision::detect::{DetectError, Detector, DetectorFamily, DetectorSpec};
 use appliance_vision::geometry::Detection;
 use appliance_vision::preprocess::{ChannelOrder, Layout, Normalisation};
-use appliance_vision::runtime::{Runtime, RuntimeOptions};
 use image::RgbImage;
+use support::{model, model_file, photo, runtime};
 
 const PERSON: usize = 0;
 const CUP: usize = 41;
 const DINING_TABLE: usize = 60;
-
-fn model_file(name: &str, file: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../.local/models")
-        .join(name)
-        .join(file);
-    assert!(
-        path.is_file(),
-        "{} missing: run `just setup`",
-        path.display()
-    );
-    path
-}
-
-fn photo(name: &str) -> RgbImage {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/images")
-        .join(name);
-    image::open(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .to_rgb8()
-}
 
 /// The spec of `appliance/vision/models/yolox_nano.toml`.
 fn yolox_spec() -> DetectorSpec {
@@ -53,12 +31,7 @@ fn yolox_spec() -> DetectorSpec {
 }
 
 fn yolox() -> Detector {
-    let runtime =
-        Runtime::load(RuntimeOptions::default()).expect("ONNX Runtime (run `just setup`)");
-    let model = runtime
-        .session(&model_file("yolox_nano", "yolox_nano.onnx"))
-        .unwrap();
-    Detector::new(model, yolox_spec()).unwrap()
+    Detector::new(model("yolox_nano", "yolox_nano.onnx"), yolox_spec()).unwrap()
 }
 
 fn assert_detection(found: &Detection, class_id: usize, score: f32, bbox: Option<[f32; 4]>) {
@@ -141,7 +114,7 @@ fn a_batch_of_frames_gives_what_each_frame_gives_alone() {
 
 #[test]
 fn refuses_a_spec_the_model_does_not_fit() {
-    let runtime = Runtime::load(RuntimeOptions::default()).unwrap();
+    let runtime = runtime();
     let load = || {
         runtime
             .session(&model_file("yolox_nano", "yolox_nano.onnx"))

@@ -1,39 +1,14 @@
 //! Face detection, alignment and embedding on the shared test photos, against the numbers of
 //! `shared/models.md` §2a, §2b and §3.
 
-use std::path::PathBuf;
+mod support;
 
 use appliance_vision::face::{
     FaceDetector, FaceEmbedder, FaceError, FaceFamily, FaceSpec, align, cosine,
 };
 use appliance_vision::geometry::{Detection, Point};
-use appliance_vision::runtime::{Model, Runtime, RuntimeOptions};
 use image::{RgbImage, imageops};
-
-fn model(name: &str, file: &str) -> Model {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../.local/models")
-        .join(name)
-        .join(file);
-    assert!(
-        path.is_file(),
-        "{} missing: run `just setup`",
-        path.display()
-    );
-    Runtime::load(RuntimeOptions::default())
-        .expect("ONNX Runtime (run `just setup`)")
-        .session(&path)
-        .unwrap()
-}
-
-fn photo(name: &str) -> RgbImage {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/images")
-        .join(name);
-    image::open(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .to_rgb8()
-}
+use support::{model, photo};
 
 /// The thresholds of `appliance/vision/models/{blazeface,centerface}.toml`.
 fn spec(family: FaceFamily, width: u32, height: u32) -> FaceSpec {

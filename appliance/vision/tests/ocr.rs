@@ -2,29 +2,16 @@
 //! rendered plates and scenes of `shared/images`; the expected readings and boxes are the
 //! reference results of `shared/models.md` §4.
 
-use std::path::PathBuf;
+mod support;
+
 use std::sync::OnceLock;
 
 use appliance_vision::geometry::BBox;
 use appliance_vision::ocr::{
     OcrError, PlateReader, RecognizerOptions, TextDetector, TextDirection, TextRecognizer,
 };
-use appliance_vision::runtime::{Model, Runtime, RuntimeOptions};
 use image::{RgbImage, imageops};
-
-fn model(name: &str, file: &str) -> Model {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../.local/models")
-        .join(name)
-        .join(file);
-    assert!(
-        path.is_file(),
-        "{} missing: run `just setup`",
-        path.display()
-    );
-    let runtime = Runtime::load(RuntimeOptions::default()).expect("ONNX Runtime (`just setup`)");
-    runtime.session(&path).unwrap()
-}
+use support::{model, model_file, photo};
 
 fn recognizer() -> TextRecognizer {
     TextRecognizer::new(model("ppocr_rec", "ch_PP-OCRv4_rec_infer.onnx")).unwrap()
@@ -46,15 +33,6 @@ fn reader() -> &'static PlateReader {
     })
 }
 
-fn image(name: &str) -> RgbImage {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/images")
-        .join(name);
-    image::open(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .to_rgb8()
-}
-
 /// The plate number without the separators the recogniser keeps ('·', ' ').
 fn plate_number(text: &str) -> String {
     text.chars().filter(|c| c.is_alphanumeric()).collect()
@@ -63,7 +41,7 @@ fn plate_number(text: &str) -> String {
 #[test]
 fn reads_the_chinese_plate_crop() {
     let (line, times) = reader()
-        .read_crop_timed(&image("plate_cn_jingA12345.png"))
+        .read_crop_timed(&photo("plate_cn_jingA12345.png"))
         .unwrap();
     eprintln!("plate_cn crop: {line:?} {times:?}");
     assert_eq!(line.text, "京A·12345");
@@ -82,7 +60,7 @@ fn reads_the_chinese_plate_crop() {
 #[test]
 fn reads_the_latin_plate_crop() {
     let line = reader()
-        .read_crop(&image("plate_latin_KA4521.png"))
+        .read_crop(&photo("plate_latin_KA4521.png"))
         .unwrap();
     assert_eq!(line.text, "KA 4521");
     assert!(line.confidence > 0.95, "{}", line.confidence);
@@ -95,7 +73,7 @@ fn the_classifier_finds_upside_down_plates_and_the_reader_turns_them() {
         ("plate_cn_jingA12345.png", "京A·12345"),
         ("plate_latin_KA4521.png", "KA 4521"),
     ] {
-        let upright = image(name);
+        let upright = photo(name);
         let upside_down = imageops::rotate180(&upright);
         let found = cls.classify(&[upright, upside_down.clone()]).unwrap();
         assert_eq!(found[0].angle, 0, "{name}: {found:?}");
@@ -113,9 +91,9 @@ fn the_classifier_finds_upside_down_plates_and_the_reader_turns_them() {
 fn a_batch_reads_like_one_line_at_a_time() {
     let rec = recognizer();
     let lines = [
-        image("plate_latin_KA4521.png"),
-        image("plate_cn_jingA12345.png"),
-        imageops::crop_imm(&image("plate_cn_jingA12345.png"), 0, 0, 440, 70).to_image(),
+        photo("plate_latin_KA4521.png"),
+        photo("plate_cn_jingA12345.png"),
+        imageops::crop_imm(&photo("plate_cn_jingA12345.png"), 0, 0, 440, 70).to_image(),
     ];
     let batch = rec.recognize(&lines).unwrap();
     assert_eq!(batch[0].text, "KA 4521");
@@ -129,7 +107,7 @@ fn a_batch_reads_like_one_line_at_a_time() {
 
 #[test]
 fn finds_and_reads_the_chinese_plate_in_the_scene() {
-    let (lines, times) = reader().read_timed(&image("scene_plate_cn.png")).unwrap();
+    let (lines, times) = reader().read_timed(&photo("scene_plate_cn.png")).unwrap();
     eprintln!("scene_plate_cn: {lines:?} {times:?}");
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0].text, "京A·12345");
@@ -145,7 +123,7 @@ fn finds_and_reads_the_chinese_plate_in_the_scene() {
 #[test]
 fn finds_and_reads_the_tilted_latin_plate_in_the_scene() {
     let (lines, times) = reader()
-        .read_timed(&image("scene_plate_latin.png"))
+        .read_timed(&photo("scene_plate_latin.png"))
         .unwrap();
     eprintln!("scene_plate_latin: {lines:?} {times:?}");
     let plate = lines
@@ -163,7 +141,7 @@ fn finds_and_reads_the_tilted_latin_plate_in_the_scene() {
 
 #[test]
 fn reads_no_plate_in_a_photo_without_one() {
-    let (lines, times) = reader().read_timed(&image("coffee.png")).unwrap();
+    let (lines, times) = reader().read_timed(&photo("coffee.png")).unwrap();
     eprintln!("coffee: {lines:?} {times:?}");
     for line in &lines {
         let number = plate_number(&line.text);
@@ -175,7 +153,7 @@ fn reads_no_plate_in_a_photo_without_one() {
 fn finds_the_whole_line_in_small_tight_plate_crops() {
     // Scaled up to the minimum short side, the gap of the Latin plate does not split it into
     // "KA" and "4521", as it does at the crop's own size.
-    let plate = image("plate_latin_KA4521.png");
+    let plate = photo("plate_latin_KA4521.png");
     let half = imageops::resize(&plate, 210, 55, imageops::FilterType::Triangle);
     for crop in [plate, half] {
         let lines = reader().read(&crop).unwrap();
@@ -214,8 +192,7 @@ fn empty_images_are_errors_not_panics() {
 
 #[test]
 fn the_alphabet_is_the_keys_file_and_must_fit_the_model() {
-    let keys_path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../.local/models/ppocr_rec/ppocr_keys_v1.txt");
+    let keys_path = model_file("ppocr_rec", "ppocr_keys_v1.txt");
     let keys: Vec<String> = std::fs::read_to_string(keys_path)
         .unwrap()
         .lines()

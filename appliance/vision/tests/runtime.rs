@@ -1,21 +1,11 @@
 //! ONNX Runtime as `just setup` installs it, with the real models (`.local/models`).
 
-use std::path::PathBuf;
+// `photo` is for the tests on images; the rest of `support` is used here.
+#[allow(dead_code)]
+mod support;
 
 use appliance_vision::runtime::{Input, Provider, Runtime, RuntimeOptions};
-
-fn model_file(name: &str, file: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../.local/models")
-        .join(name)
-        .join(file);
-    assert!(
-        path.is_file(),
-        "{} missing: run `just setup`",
-        path.display()
-    );
-    path
-}
+use support::{model, model_file};
 
 #[test]
 fn loads_the_library_and_runs_a_model_with_providers_falling_back_to_the_cpu() {
@@ -55,10 +45,7 @@ fn loads_the_library_and_runs_a_model_with_providers_falling_back_to_the_cpu() {
 
 #[test]
 fn reads_the_alphabet_from_the_recogniser_metadata() {
-    let runtime = Runtime::load(RuntimeOptions::default()).unwrap();
-    let model = runtime
-        .session(&model_file("ppocr_rec", "ch_PP-OCRv4_rec_infer.onnx"))
-        .unwrap();
+    let model = model("ppocr_rec", "ch_PP-OCRv4_rec_infer.onnx");
     let alphabet = model
         .metadata("character")
         .expect("PP-OCR keeps its keys there");
