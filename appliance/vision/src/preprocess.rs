@@ -1,6 +1,7 @@
 //! From RGB pixels to a model's input tensor: letterboxing (resize keeping the aspect ratio,
 //! pad the rest) and the per-model channel order, layout and normalisation.
 
+use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use image::{Rgb, RgbImage, imageops};
 use serde::{Deserialize, Serialize};
 
@@ -65,17 +66,32 @@ impl Normalisation {
         let start = tensor.len();
         tensor.resize(start + 3 * plane, 0.0);
         let out = &mut tensor[start..];
-        let order: [usize; 3] = match self.channels {
+        // Per model channel: which pixel channel feeds it, and a table of its 256 values, so
+        // the loop below is a lookup and a store per value.
+        let sources: [usize; 3] = match self.channels {
             ChannelOrder::Rgb => [0, 1, 2],
             ChannelOrder::Bgr => [2, 1, 0],
         };
-        let scale = self.std.map(|s| 1.0 / s);
-        for (i, pixel) in image.pixels().enumerate() {
-            for (c, &source) in order.iter().enumerate() {
-                let value = (pixel[source] as f32 - self.mean[c]) * scale[c];
-                match self.layout {
-                    Layout::Nchw => out[c * plane + i] = value,
-                    Layout::Nhwc => out[i * 3 + c] = value,
+        let tables: [[f32; 256]; 3] = std::array::from_fn(|c| {
+            let scale = 1.0 / self.std[c];
+            std::array::from_fn(|p| (p as f32 - self.mean[c]) * scale)
+        });
+        let pixels = image.as_raw().chunks_exact(3);
+        match self.layout {
+            Layout::Nchw => {
+                let (first, rest) = out.split_at_mut(plane);
+                let (second, third) = rest.split_at_mut(plane);
+                for (i, pixel) in pixels.enumerate() {
+                    first[i] = tables[0][pixel[sources[0]] as usize];
+                    second[i] = tables[1][pixel[sources[1]] as usize];
+                    third[i] = tables[2][pixel[sources[2]] as usize];
+                }
+            }
+            Layout::Nhwc => {
+                for (values, pixel) in out.chunks_exact_mut(3).zip(pixels) {
+                    for c in 0..3 {
+                        values[c] = tables[c][pixel[sources[c]] as usize];
+                    }
                 }
             }
         }
@@ -110,13 +126,23 @@ pub fn letterbox(source: &RgbImage, width: u32, height: u32, pad: [u8; 3]) -> Le
     if (new_w, new_h) == (w, h) {
         imageops::replace(&mut canvas, source, 0, 0);
     } else {
-        let resized = imageops::resize(source, new_w, new_h, imageops::FilterType::Triangle);
-        imageops::replace(&mut canvas, &resized, 0, 0);
+        imageops::replace(&mut canvas, &resize(source, new_w, new_h), 0, 0);
     }
     Letterboxed {
         image: canvas,
         scale,
     }
+}
+
+/// `source` resized to `width`×`height` with a bilinear filter (SIMD, fast_image_resize).
+pub fn resize(source: &RgbImage, width: u32, height: u32) -> RgbImage {
+    let mut resized = RgbImage::new(width.max(1), height.max(1));
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    if let Err(error) = Resizer::new().resize(source, &mut resized, &options) {
+        // Only a zero-sized source gets here: an empty image of the size asked for is right.
+        tracing::debug!(%error, "resize of an empty image");
+    }
+    resized
 }
 
 #[cfg(test)]
