@@ -80,6 +80,26 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::vision::edit::EditError> for ApiError {
+    fn from(e: crate::vision::edit::EditError) -> ApiError {
+        use crate::vision::edit::EditError;
+        match e {
+            EditError::NotFound(message) => ApiError::not_found(message),
+            EditError::Invalid(message) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid", message)
+            }
+            EditError::NoFace => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_face", e.to_string())
+            }
+            EditError::Unavailable(message) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+            }
+            EditError::Store(e) => e.into(),
+            EditError::Task(e) => e.into(),
+        }
+    }
+}
+
 impl From<tokio::task::JoinError> for ApiError {
     fn from(e: tokio::task::JoinError) -> ApiError {
         ApiError::internal(e)

@@ -3,90 +3,20 @@
 //! against. Every change is stored durably, then the in-memory indexes are rebuilt, live.
 
 use appliance_skills::library::face::{DEFAULT_MATCH_THRESHOLD, Library, Person};
-use appliance_skills::library::plate::{PlateLibrary, PlateList};
+use appliance_skills::library::plate::PlateList;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::vision::{check_id, vision};
+use super::vision::vision;
 use super::{ApiError, AppState, json_body, query_params};
-use crate::vision::catalog::{self, FacePhoto};
+use crate::vision::catalog;
+use crate::vision::edit::{Enrolled, photos_of};
 
 /// Largest photo accepted for enrolment.
 pub const MAX_PHOTO_BYTES: usize = 16 * 1024 * 1024;
-/// The face detector enrolment uses unless the request names another.
-const DEFAULT_FACE_MODEL: &str = "centerface";
-
-fn invalid(message: impl std::fmt::Display) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid", message.to_string())
-}
-
-async fn reload(state: &AppState) -> Result<(), ApiError> {
-    let vision = vision(state).clone();
-    tokio::task::spawn_blocking(move || vision.reload_libraries()).await??;
-    Ok(())
-}
-
-fn load_library(state: &AppState, name: &str) -> Result<Library, ApiError> {
-    catalog::get(state.store(), catalog::FACE_LIBRARIES, name)?
-        .ok_or_else(|| ApiError::not_found(format!("no face library {name}")))
-}
-
-fn photos_of(state: &AppState, library: &str) -> Result<Vec<(String, FacePhoto)>, ApiError> {
-    Ok(
-        catalog::load::<FacePhoto>(state.store(), catalog::FACE_PHOTOS, &format!("{library}/"))?
-            .into_iter()
-            .map(|(key, photo)| (key[library.len() + 1..].to_string(), photo))
-            .collect(),
-    )
-}
-
-/// Changes a library (made first when `create` and missing), checks it, stores it, and has
-/// the skills use it.
-async fn edit_library(
-    state: &AppState,
-    name: &str,
-    create: bool,
-    change: impl FnOnce(&mut Library),
-) -> Result<Json<LibraryView>, ApiError> {
-    let library = {
-        let _edit = vision(state).edit().await;
-        let mut library = match catalog::get(state.store(), catalog::FACE_LIBRARIES, name)? {
-            Some(library) => library,
-            None if create => Library::new(name.to_string()),
-            None => return Err(ApiError::not_found(format!("no face library {name}"))),
-        };
-        change(&mut library);
-        library.validate().map_err(invalid)?;
-        catalog::commit(
-            state.store(),
-            vec![catalog::put(
-                catalog::FACE_LIBRARIES,
-                name.to_string(),
-                &library,
-            )],
-        )
-        .await?;
-        library
-    };
-    reload(state).await?;
-    Ok(Json(library_view(state, library)?))
-}
-
-/// Deletions of a library's photos: all, or one person's.
-fn photo_deletions(
-    state: &AppState,
-    library: &str,
-    person: Option<&str>,
-) -> Result<Vec<appliance_store::StateChange>, ApiError> {
-    Ok(photos_of(state, library)?
-        .into_iter()
-        .filter(|(_, photo)| person.is_none_or(|p| photo.person_id == p))
-        .map(|(id, _)| catalog::delete(catalog::FACE_PHOTOS, format!("{library}/{id}")))
-        .collect())
-}
 
 #[derive(Serialize, ToSchema)]
 pub struct PersonView {
@@ -111,7 +41,7 @@ pub struct LibraryList {
 }
 
 fn library_view(state: &AppState, library: Library) -> Result<LibraryView, ApiError> {
-    let photos = photos_of(state, &library.name)?;
+    let photos = photos_of(vision(state), &library.name)?;
     Ok(LibraryView {
         people: library
             .people
@@ -153,7 +83,8 @@ pub async fn get_library(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<LibraryView>, ApiError> {
-    let library = load_library(&state, &name)?;
+    let library = catalog::get(state.store(), catalog::FACE_LIBRARIES, &name)?
+        .ok_or_else(|| ApiError::not_found(format!("no face library {name}")))?;
     Ok(Json(library_view(&state, library)?))
 }
 
@@ -180,12 +111,13 @@ pub async fn put_library(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<LibraryView>, ApiError> {
-    check_id("library", &name)?;
     let settings: LibrarySettings = json_body(&body)?;
-    edit_library(&state, &name, true, |library| {
-        library.match_threshold = settings.match_threshold.unwrap_or(DEFAULT_MATCH_THRESHOLD);
-    })
-    .await
+    let library = vision(&state)
+        .edit_library(&name, true, |library| {
+            library.match_threshold = settings.match_threshold.unwrap_or(DEFAULT_MATCH_THRESHOLD);
+        })
+        .await?;
+    Ok(Json(library_view(&state, library)?))
 }
 
 /// Removes a face library with its people and photos.
@@ -199,14 +131,7 @@ pub async fn delete_library(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    {
-        let _edit = vision(&state).edit().await;
-        load_library(&state, &name)?;
-        let mut changes = vec![catalog::delete(catalog::FACE_LIBRARIES, name.clone())];
-        changes.extend(photo_deletions(&state, &name, None)?);
-        catalog::commit(state.store(), changes).await?;
-    }
-    reload(&state).await?;
+    vision(&state).delete_library(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -242,13 +167,15 @@ pub async fn put_person(
         name: body.name,
         note: body.note,
     };
-    edit_library(&state, &name, false, |library| {
-        match library.people.iter_mut().find(|p| p.id == person) {
-            Some(existing) => *existing = entry,
-            None => library.people.push(entry),
-        }
-    })
-    .await
+    let library = vision(&state)
+        .edit_library(&name, false, |library| {
+            match library.people.iter_mut().find(|p| p.id == person) {
+                Some(existing) => *existing = entry,
+                None => library.people.push(entry),
+            }
+        })
+        .await?;
+    Ok(Json(library_view(&state, library)?))
 }
 
 /// Removes a person and their photos.
@@ -262,23 +189,7 @@ pub async fn delete_person(
     State(state): State<AppState>,
     Path((name, person)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    {
-        let _edit = vision(&state).edit().await;
-        let mut library = load_library(&state, &name)?;
-        let before = library.people.len();
-        library.people.retain(|p| p.id != person);
-        if library.people.len() == before {
-            return Err(ApiError::not_found(format!("no person {person} in {name}")));
-        }
-        let mut changes = vec![catalog::put(
-            catalog::FACE_LIBRARIES,
-            name.clone(),
-            &library,
-        )];
-        changes.extend(photo_deletions(&state, &name, Some(&person))?);
-        catalog::commit(state.store(), changes).await?;
-    }
-    reload(&state).await?;
+    vision(&state).delete_person(&name, &person).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -288,16 +199,6 @@ pub struct EnrolParams {
     /// Face detector to find the face with (a registry model); default `centerface`.
     #[serde(default)]
     model: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct Enrolled {
-    photo_id: String,
-    person_id: String,
-    /// The face detector's score on the photo.
-    score: f32,
-    /// Faces found; the most confident was enrolled.
-    faces: usize,
 }
 
 /// Enrols a photo (JPEG or PNG body) of a person: the most confident face is aligned and
@@ -322,82 +223,10 @@ pub async fn enrol_photo(
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
     let params: EnrolParams = query_params(query.as_deref())?;
-    if body.len() > MAX_PHOTO_BYTES {
-        return Err(invalid(format!(
-            "photo: larger than {MAX_PHOTO_BYTES} bytes"
-        )));
-    }
-    let library = load_library(&state, &name)?;
-    if !library.people.iter().any(|p| p.id == person) {
-        return Err(ApiError::not_found(format!("no person {person} in {name}")));
-    }
-    let model = params
-        .model
-        .unwrap_or_else(|| DEFAULT_FACE_MODEL.to_string());
-    let service = vision(&state).clone();
-    let faces = tokio::task::spawn_blocking(move || {
-        let image = image::load_from_memory(&body)
-            .map_err(|e| invalid(format!("photo: not a JPEG or PNG image ({e})")))?
-            .to_rgb8();
-        let models = service
-            .models()
-            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e))?;
-        let analyzer = models.get(&model).map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                e.to_string(),
-            )
-        })?;
-        analyzer.embed_faces(&image).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid",
-                format!("model {model}: {e}"),
-            )
-        })
-    })
-    .await??;
-    let Some((score, embedding)) = faces.first().cloned() else {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "no_face",
-            "no face found in the photo",
-        ));
-    };
-    let photo_id = hex::encode(rand::random::<[u8; 6]>());
-    {
-        let _edit = vision(&state).edit().await;
-        // The person may have gone while the photo was analysed.
-        let library = load_library(&state, &name)?;
-        if !library.people.iter().any(|p| p.id == person) {
-            return Err(ApiError::not_found(format!("no person {person} in {name}")));
-        }
-        let photo = FacePhoto {
-            person_id: person.clone(),
-            embedding,
-            score,
-        };
-        catalog::commit(
-            state.store(),
-            vec![catalog::put(
-                catalog::FACE_PHOTOS,
-                format!("{name}/{photo_id}"),
-                &photo,
-            )],
-        )
+    let enrolled = vision(&state)
+        .enrol_photo(&name, &person, body.to_vec(), params.model)
         .await?;
-    }
-    reload(&state).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(Enrolled {
-            photo_id,
-            person_id: person,
-            score,
-            faces: faces.len(),
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(enrolled)))
 }
 
 /// Removes an enrolled photo.
@@ -411,19 +240,7 @@ pub async fn delete_photo(
     State(state): State<AppState>,
     Path((name, photo)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let key = format!("{name}/{photo}");
-    {
-        let _edit = vision(&state).edit().await;
-        if state.store().state(catalog::FACE_PHOTOS, &key)?.is_none() {
-            return Err(ApiError::not_found(format!("no photo {photo} in {name}")));
-        }
-        catalog::commit(
-            state.store(),
-            vec![catalog::delete(catalog::FACE_PHOTOS, key)],
-        )
-        .await?;
-    }
-    reload(&state).await?;
+    vision(&state).delete_photo(&name, &photo).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -458,7 +275,6 @@ pub async fn put_plate_list(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<PlateList>, ApiError> {
-    check_id("list", &name)?;
     let mut value: serde_json::Value = json_body(&body)?;
     if let Some(object) = value.as_object_mut() {
         object.insert("name".into(), name.clone().into());
@@ -470,24 +286,7 @@ pub async fn put_plate_list(
             format!("request body: {e}"),
         )
     })?;
-    list.validate().map_err(invalid)?;
-    {
-        let _edit = vision(&state).edit().await;
-        let mut lists: Vec<PlateList> =
-            catalog::load::<PlateList>(state.store(), catalog::PLATE_LISTS, "")?
-                .into_iter()
-                .filter(|(key, _)| key != &name)
-                .map(|(_, list)| list)
-                .collect();
-        lists.push(list.clone());
-        PlateLibrary::new(lists).map_err(invalid)?;
-        catalog::commit(
-            state.store(),
-            vec![catalog::put(catalog::PLATE_LISTS, name, &list)],
-        )
-        .await?;
-    }
-    reload(&state).await?;
+    let list = vision(&state).edit_plate_list(&name, |_| Ok(list)).await?;
     Ok(Json(list))
 }
 
@@ -502,17 +301,6 @@ pub async fn delete_plate_list(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    {
-        let _edit = vision(&state).edit().await;
-        if state.store().state(catalog::PLATE_LISTS, &name)?.is_none() {
-            return Err(ApiError::not_found(format!("no plate list {name}")));
-        }
-        catalog::commit(
-            state.store(),
-            vec![catalog::delete(catalog::PLATE_LISTS, name)],
-        )
-        .await?;
-    }
-    reload(&state).await?;
+    vision(&state).delete_plate_list(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

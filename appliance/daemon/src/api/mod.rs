@@ -184,7 +184,7 @@ impl AppState {
         libraries::LibraryList,
         libraries::LibrarySettings,
         libraries::PersonBody,
-        libraries::Enrolled,
+        crate::vision::edit::Enrolled,
         libraries::PlateLists,
     ))
 )]

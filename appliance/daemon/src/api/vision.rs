@@ -17,18 +17,6 @@ pub(super) fn vision(state: &AppState) -> &Vision {
     &state.inner.vision
 }
 
-pub(super) fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
-    catalog::check_id(what, id).map_err(|e| ApiError::bad_parameter(what, e))
-}
-
-/// Restarts a camera's analysis off the async runtime (it joins threads, may load models).
-async fn restart(state: &AppState, camera: &str) -> Result<(), ApiError> {
-    let vision = vision(state).clone();
-    let camera = camera.to_string();
-    tokio::task::spawn_blocking(move || vision.restart_camera(&camera)).await?;
-    Ok(())
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct CameraView {
     id: String,
@@ -104,24 +92,8 @@ pub async fn put_camera(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<CameraView>, ApiError> {
-    check_id("camera", &id)?;
     let camera: Camera = json_body(&body)?;
-    camera.validate().map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_body",
-            format!("request body: {e}"),
-        )
-    })?;
-    {
-        let _edit = vision(&state).edit().await;
-        catalog::commit(
-            state.store(),
-            vec![catalog::put(catalog::CAMERAS, id.clone(), &camera)],
-        )
-        .await?;
-    }
-    restart(&state, &id).await?;
+    vision(&state).put_camera(&id, &camera).await?;
     Ok(Json(camera_view(&state, id, camera)?))
 }
 
@@ -136,16 +108,7 @@ pub async fn delete_camera(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    {
-        let _edit = vision(&state).edit().await;
-        load_camera(&state, &id)?;
-        let mut changes = vec![catalog::delete(catalog::CAMERAS, id.clone())];
-        for (key, _) in catalog::load::<Value>(state.store(), catalog::SKILLS, &format!("{id}/"))? {
-            changes.push(catalog::delete(catalog::SKILLS, key));
-        }
-        catalog::commit(state.store(), changes).await?;
-    }
-    restart(&state, &id).await?;
+    vision(&state).delete_camera(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -160,41 +123,6 @@ pub struct SkillView {
 #[derive(Serialize, ToSchema)]
 pub struct SkillList {
     items: Vec<SkillView>,
-}
-
-/// Parses and validates a skill; the error names the field.
-fn skill_config(body: &[u8]) -> Result<Value, ApiError> {
-    let config = appliance_skills::config::SkillConfig::from_json(body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_skill",
-            format!("skill: {e}"),
-        )
-    })?;
-    Ok(serde_json::to_value(&config).expect("a skill config serialises"))
-}
-
-/// Stores a skill of an existing camera and restarts the camera's analysis with it.
-async fn store_skill(
-    state: &AppState,
-    camera: &str,
-    id: &str,
-    config: &Value,
-) -> Result<(), ApiError> {
-    {
-        let _edit = vision(state).edit().await;
-        load_camera(state, camera)?;
-        catalog::commit(
-            state.store(),
-            vec![catalog::put(
-                catalog::SKILLS,
-                catalog::skill_key(camera, id),
-                config,
-            )],
-        )
-        .await?;
-    }
-    restart(state, camera).await
 }
 
 /// The camera's skills.
@@ -236,9 +164,8 @@ pub async fn create_skill(
     Path(camera): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<SkillView>), ApiError> {
-    let config = skill_config(&body)?;
     let id = hex::encode(rand::random::<[u8; 6]>());
-    store_skill(&state, &camera, &id, &config).await?;
+    let config = vision(&state).put_skill(&camera, &id, &body).await?;
     Ok((StatusCode::CREATED, Json(SkillView { id, config })))
 }
 
@@ -279,9 +206,7 @@ pub async fn put_skill(
     Path((camera, skill)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<SkillView>, ApiError> {
-    check_id("skill", &skill)?;
-    let config = skill_config(&body)?;
-    store_skill(&state, &camera, &skill, &config).await?;
+    let config = vision(&state).put_skill(&camera, &skill, &body).await?;
     Ok(Json(SkillView { id: skill, config }))
 }
 
@@ -296,17 +221,7 @@ pub async fn delete_skill(
     State(state): State<AppState>,
     Path((camera, skill)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let key = catalog::skill_key(&camera, &skill);
-    {
-        let _edit = vision(&state).edit().await;
-        if state.store().state(catalog::SKILLS, &key)?.is_none() {
-            return Err(ApiError::not_found(format!(
-                "no skill {skill} on camera {camera}"
-            )));
-        }
-        catalog::commit(state.store(), vec![catalog::delete(catalog::SKILLS, key)]).await?;
-    }
-    restart(&state, &camera).await?;
+    vision(&state).delete_skill(&camera, &skill).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

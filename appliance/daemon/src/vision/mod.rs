@@ -10,6 +10,7 @@
 
 pub mod catalog;
 pub mod dry_run;
+pub mod edit;
 pub mod pipeline;
 
 use std::collections::HashMap;
