@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the appliance and its tests use, if missing. Each issue that adds a
 # runtime or test peer (mosquitto, sipp, GStreamer, …) adds its packages here. With `--test` it
-# also installs the test peers that take long to build (tansu): `just test` passes it, `just run`
-# does not.
+# also installs the test peers that take long to build (tansu, s3s-fs): `just test` passes it,
+# `just run` does not.
 set -euo pipefail
 
 packages=(
@@ -44,4 +44,13 @@ export PATH="$HOME/.cargo/bin:$PATH"
 if [ "${1:-}" = --test ] && ! command -v tansu >/dev/null; then
   echo "setup: installing tansu (cargo install, ~10 minutes)"
   cargo install --locked tansu@0.6.0 --features dynostore
+fi
+
+# s3s-fs: the S3-compatible server of appliance-uplink's S3 media tests (a single binary serving a
+# directory). It checks every request's SigV4 signature against the one access key it is given,
+# which moto (no signature check by default) and s3rver (none at all) do not; MinIO has no Debian
+# package. About 5 minutes on 2 cores. Pinned: the tests use its 0.14 command line.
+if [ "${1:-}" = --test ] && ! command -v s3s-fs >/dev/null; then
+  echo "setup: installing s3s-fs (cargo install, ~5 minutes)"
+  cargo install --locked s3s-fs@0.14.1 --features binary
 fi

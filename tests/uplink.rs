@@ -6,6 +6,9 @@
 //!
 //! With Kafka (tansu) as a second upstream, both get every event, Kafka keyed by camera.
 //!
+//! Cloud commands: a camera and a skill sent on the command topic are applied and acknowledged,
+//! and the skill's events come back up; faces and plates are added the same way.
+//!
 //! Not covered here: TLS (tested in `appliance-uplink` with a generated CA against mosquitto;
 //! tansu 0.6 ignores its TLS options), and the disk quota (retention counting undelivered events
 //! and the sender's skipping of deleted ones are tested in their crates).
@@ -404,7 +407,7 @@ fn telemetry_and_cloud_commands_share_the_mqtt_connection() {
             r#"{"device_id":"34020000001320000001","command":"explode"}"#,
         ),
     );
-    send("skill.apply", &cmd("c4", "skill.apply", "{}"));
+    send("reboot", &cmd("c4", "reboot", "{}"));
     send(
         "ping",
         r#"{"schema":"appliance.cmd.v1","id":"c5","type":"ping","expires_at":"2020-01-01T00:00:00Z"}"#,
@@ -442,4 +445,169 @@ fn telemetry_and_cloud_commands_share_the_mqtt_connection() {
             .any(|r| r["id"].is_null() && r["code"] == "malformed"),
         "{results:?}"
     );
+}
+
+#[test]
+fn a_skill_sent_as_a_cloud_command_is_applied_and_its_events_come_back_up() {
+    use appliance_media::clip::Background;
+    use appliance_tests::clips::{ClipPlan, make_clip, photo};
+    use base64::Engine as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(BrokerOptions::default());
+    let port = broker.port;
+    let cloud = MqttSubscriber::start(port, "appliance/box-test/+", &dir.path().join("cloud.txt"));
+    let daemon = daemon(&dir.path().join("box"), port, &[]);
+    let person = photo("astronaut.png", Some((200, 200)));
+    let clip = make_clip(
+        dir.path(),
+        "gate",
+        &ClipPlan {
+            width: 640,
+            height: 360,
+            fps: 10,
+            seconds: 5.0,
+            background: Background::Fill([90, 100, 90]),
+            sprite: &person,
+            path: &[(0.0, 20.0, 150.0), (3.0, 400.0, 150.0), (5.0, 400.0, 150.0)],
+        },
+    );
+    let results = || -> Vec<Value> {
+        cloud
+            .messages()
+            .into_iter()
+            .filter(|(t, _)| t == "appliance/box-test/cmd_result")
+            .map(|(_, m)| m)
+            .collect()
+    };
+    let send = |id: &str, kind: &str, params: Value| {
+        let body = serde_json::json!({
+            "schema": "appliance.cmd.v1", "id": id, "type": kind, "params": params
+        });
+        mqtt_publish(
+            port,
+            &format!("appliance/box-test/cmd/{kind}"),
+            &body.to_string(),
+        );
+    };
+    let result = |id: &str| -> Value {
+        let mut found = Value::Null;
+        let arrived = wait_for(Duration::from_secs(30), || {
+            match results().into_iter().find(|r| r["id"] == id) {
+                Some(r) => {
+                    found = r;
+                    true
+                }
+                None => false,
+            }
+        });
+        assert!(
+            arrived,
+            "no result for {id}: {:?}\n{}",
+            results(),
+            daemon.log()
+        );
+        found
+    };
+    // The cloud's subscriber must be in place before the box answers.
+    assert!(drained(&daemon), "{}", daemon.log());
+
+    send(
+        "k1",
+        "camera.set",
+        serde_json::json!({
+            "camera_id": "gate", "camera": {"source": clip.display().to_string()}
+        }),
+    );
+    assert_eq!(result("k1")["status"], "ok", "{}", daemon.log());
+    send(
+        "k2",
+        "skill.apply",
+        serde_json::json!({
+            "camera_id": "gate", "skill_id": "gate-intrusion",
+            "config": {"skill": "intrusion", "model": "yolox_nano", "classes": ["person"],
+                       "zones": [{"name": "gate", "polygon": [[0.5, 0], [1, 0], [1, 1], [0.5, 1]]}]}
+        }),
+    );
+    let applied = result("k2");
+    assert_eq!(applied["status"], "ok", "{applied}");
+    assert_eq!(applied["result"]["skill_id"], "gate-intrusion");
+    let (_, skill) = daemon.get("/api/v1/cameras/gate/skills/gate-intrusion");
+    assert_eq!(skill["config"]["zones"][0]["name"], "gate", "{skill}");
+
+    // The skill's event goes up like every event.
+    let intrusion = || {
+        cloud.messages().into_iter().any(|(topic, m)| {
+            topic == "appliance/box-test/events" && m["event"]["type"] == "skill.intrusion"
+        })
+    };
+    assert!(
+        wait_for(Duration::from_secs(60), intrusion),
+        "{}",
+        daemon.log()
+    );
+
+    // Faces and plates; refusals name the field.
+    // A 256×256 JPEG: the command goes through mosquitto_pub's command line.
+    let mut jpeg = Vec::new();
+    photo("astronaut.png", Some((256, 256)))
+        .write_to(
+            &mut std::io::Cursor::new(&mut jpeg),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+    let photo_base64 = base64::engine::general_purpose::STANDARD.encode(jpeg);
+    send(
+        "k3",
+        "face.add",
+        serde_json::json!({
+            "library": "staff", "person_id": "p1", "name": "Eileen", "photo_base64": photo_base64
+        }),
+    );
+    let added = result("k3");
+    assert_eq!(added["status"], "ok", "{added}");
+    assert_eq!(added["result"]["enrolled"]["faces"], 1, "{added}");
+    send(
+        "k4",
+        "plate.add",
+        serde_json::json!({
+            "list": "blocked", "kind": "deny", "entries": [{"plate": "京A·12345"}]
+        }),
+    );
+    assert_eq!(result("k4")["status"], "ok");
+    let (_, plates) = daemon.get("/api/v1/plates");
+    assert_eq!(
+        plates["items"][0]["entries"][0]["plate"], "京A·12345",
+        "{plates}"
+    );
+    send(
+        "k5",
+        "plate.add",
+        serde_json::json!({"list": "new", "entries": []}),
+    );
+    assert_eq!(result("k5")["code"], "invalid");
+    send(
+        "k6",
+        "skill.apply",
+        serde_json::json!({
+            "camera_id": "gate", "config": {"skill": "crowd", "model": "yolox_nano",
+            "classes": ["person"], "min_count": 0, "zones": []}
+        }),
+    );
+    let refused = result("k6");
+    assert_eq!(
+        (refused["status"].as_str(), refused["code"].as_str()),
+        (Some("error"), Some("invalid"))
+    );
+    assert!(
+        refused["message"].as_str().unwrap().contains("min_count")
+            || refused["message"].as_str().unwrap().contains("zones"),
+        "{refused}"
+    );
+    send(
+        "k7",
+        "skill.apply",
+        serde_json::json!({"camera_id": "gate"}),
+    );
+    assert_eq!(result("k7")["code"], "bad_params");
 }

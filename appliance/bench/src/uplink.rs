@@ -31,13 +31,33 @@ use tokio_util::sync::CancellationToken;
 use crate::sled_engine;
 use crate::sys;
 use crate::workload::{EventGen, Latency};
-use report::{Drain, Row};
+use report::{Drain, LiveLatency, Row, Tally, Versus};
 
 /// The device id of every run: topics are `appliance/bench-box/…`.
 const DEVICE: &str = "bench-box";
 const KAFKA_TOPIC: &str = "appliance.events";
-/// Batch sizes of the MQTT drains.
-const MQTT_BATCHES: [usize; 4] = [1, 10, 100, 1000];
+/// A mosquitto configuration the MQTT rows run against, and the batch sizes of its drains.
+struct MosquittoConfig {
+    name: &'static str,
+    tcp_nodelay: bool,
+    batches: &'static [usize],
+}
+
+/// mosquitto as installed, then as the README recommends for deployments. The default
+/// configuration skips the small batches: each of its batches waits about 40 ms (footnote ⁵), so
+/// they would only take minutes to show it again.
+const MOSQUITTO_CONFIGS: [MosquittoConfig; 2] = [
+    MosquittoConfig {
+        name: "default config",
+        tcp_nodelay: false,
+        batches: &[100, 1000],
+    },
+    MosquittoConfig {
+        name: "set_tcp_nodelay true",
+        tcp_nodelay: true,
+        batches: &[1, 10, 100, 1000],
+    },
+];
 /// Batch sizes of the Kafka drains: smaller ones only repeat the MQTT rows' point more slowly.
 const KAFKA_BATCHES: [usize; 2] = [100, 1000];
 /// The batch of the live runs: the daemon's default (`[uplink] batch`).
@@ -55,6 +75,8 @@ const WARM_UP: usize = 1_000;
 const CURSOR_PROBES: usize = 200;
 /// A drain or a live run that takes longer has failed (the sender retries forever).
 const RUN_LIMIT: Duration = Duration::from_secs(60);
+/// A subscriber that counts a drain's event ids gives up once no message came for this long.
+const ARRIVAL_QUIET: Duration = Duration::from_secs(5);
 /// The attribute of a live event that says when it was raised, in µs after the run's epoch.
 const SENT_KEY: &str = "bench_sent_us";
 
@@ -143,56 +165,82 @@ struct Backlog {
 }
 
 impl Bench<'_> {
-    /// The MQTT rows; `messages` are the baseline's.
+    /// The MQTT rows against each mosquitto configuration; `messages` are the baselines'.
     async fn mqtt(&self, messages: &[Outgoing], rows: &mut Vec<Row>) -> Result<()> {
-        let broker = Mosquitto::start(BrokerOptions::default());
+        for config in MOSQUITTO_CONFIGS {
+            self.mqtt_on(&config, messages, rows).await?;
+        }
+        Ok(())
+    }
+
+    async fn mqtt_on(
+        &self,
+        config: &MosquittoConfig,
+        messages: &[Outgoing],
+        rows: &mut Vec<Row>,
+    ) -> Result<()> {
+        let broker = Mosquitto::start(BrokerOptions {
+            tcp_nodelay: config.tcp_nodelay,
+            ..BrokerOptions::default()
+        });
+        let name = config.name;
         let topic = format!("appliance/{DEVICE}/events");
         let events = messages.len();
         let mut client = plain::PlainMqtt::connect(broker.port, "bench-plain").await?;
-        eprintln!("mqtt: warm-up");
+        eprintln!("mqtt ({name}): warm-up");
         client
             .drain(&topic, &messages[..WARM_UP.min(events)])
             .await?;
-        eprintln!("mqtt: plain client, {events} events");
+        eprintln!("mqtt ({name}): plain client, {events} events");
         let seconds = client.drain(&topic, messages).await?.as_secs_f64();
         eprintln!("  {seconds:.2} s");
         let baseline = Row::baseline(
-            "MQTT drain: plain rumqttc v5, QoS 1, no store (baseline) ²",
+            &format!(
+                "MQTT drain, mosquitto {name}: plain rumqttc v5, QoS 1, no store (baseline) ²"
+            ),
             events,
             seconds,
         );
         let baseline_rate = baseline.events_per_s();
         rows.push(baseline);
-        for batch in MQTT_BATCHES {
+        // After the baseline: it counts the sender's messages only.
+        let mut subscriber = plain::Subscriber::event_ids(broker.port, &topic).await?;
+        for &batch in config.batches {
             let events = events.min(MAX_BATCHES * batch);
-            eprintln!("mqtt: sender, batch {batch}, {events} events");
+            eprintln!("mqtt ({name}): sender, batch {batch}, {events} events");
             let backlog = self.backlog(events).await?;
+            let expected = event_ids(&backlog)?;
             let publisher = MqttPublisher::new(MqttConfig::new(broker.url(), DEVICE))?;
-            let drained = drain(backlog, publisher, batch).await?;
+            let mut drained = drain(backlog, publisher, batch).await?;
+            let arrived = subscriber
+                .arrivals
+                .until(ARRIVAL_QUIET, |ids| ids.len() >= events)
+                .await;
+            drained.arrivals = Some(Tally::of(&expected, &arrived));
             rows.push(Row::sender(
-                "MQTT drain: Sender + MqttPublisher ¹",
+                &format!("MQTT drain, mosquitto {name}: Sender + MqttPublisher ¹"),
                 events,
                 &drained,
                 baseline_rate,
             ));
         }
 
-        eprintln!("mqtt: live, plain client");
+        eprintln!("mqtt ({name}): live, plain client");
         let baseline = self.live_plain(&client, broker.port, &topic).await?;
         let baseline_p50 = baseline.p50_ms;
         rows.push(self.live_row(
-            "MQTT live: plain rumqttc v5, QoS 1, no store (baseline) ³",
+            &format!("MQTT live, mosquitto {name}: plain rumqttc v5, QoS 1, no store (baseline) ³"),
             None,
             baseline,
-            None,
+            Versus::IsBaseline,
         ));
-        eprintln!("mqtt: live, sender");
-        let latency = self.live_sender(&broker, &topic).await?;
+        eprintln!("mqtt ({name}): live, sender");
+        let latency = self.live_mqtt(&broker, &topic).await?;
         rows.push(self.live_row(
-            "MQTT live: Sender + MqttPublisher ³",
+            &format!("MQTT live, mosquitto {name}: Sender + MqttPublisher ³"),
             Some(LIVE_BATCH),
             latency,
-            Some(baseline_p50),
+            Versus::Baseline(baseline_p50),
         ));
         Ok(())
     }
@@ -223,15 +271,19 @@ impl Bench<'_> {
         for batch in KAFKA_BATCHES {
             let events = events.min(MAX_BATCHES * batch);
             eprintln!("kafka: sender, batch {batch}, {events} events");
+            // A topic per drain, so that its reader counts the drain's messages only.
+            let topic = format!("{KAFKA_TOPIC}.batch-{batch}");
+            plain::create_topic(&brokers, &topic).await?;
             let backlog = self.backlog(events).await?;
-            let publisher = KafkaPublisher::new(KafkaConfig {
-                brokers: brokers.clone(),
-                topic: KAFKA_TOPIC.to_owned(),
-                client_id: DEVICE.to_owned(),
-                security: KafkaSecurity::Plaintext,
-                message_timeout: Duration::from_secs(30),
-            })?;
-            let drained = drain(backlog, publisher, batch).await?;
+            let expected = event_ids(&backlog)?;
+            let publisher = KafkaPublisher::new(kafka_config(&brokers, &topic))?;
+            let mut drained = drain(backlog, publisher, batch).await?;
+            let mut reader = plain::KafkaReader::event_ids(&brokers, &topic)?;
+            let arrived = reader
+                .arrivals
+                .until(ARRIVAL_QUIET, |ids| ids.len() >= events)
+                .await;
+            drained.arrivals = Some(Tally::of(&expected, &arrived));
             rows.push(Row::sender(
                 "Kafka drain: Sender + KafkaPublisher ⁴",
                 events,
@@ -239,6 +291,14 @@ impl Bench<'_> {
                 baseline_rate,
             ));
         }
+        eprintln!("kafka: live, sender");
+        let latency = self.live_kafka(&brokers).await?;
+        rows.push(self.live_row(
+            "Kafka live: Sender + KafkaPublisher ³ ⁴",
+            Some(LIVE_BATCH),
+            latency,
+            Versus::None,
+        ));
         Ok(())
     }
 
@@ -281,11 +341,37 @@ impl Bench<'_> {
         self.options.rate as usize * self.options.live_seconds as usize
     }
 
-    /// Live events through the store and the sender: latency from the `append` call (the
-    /// event's own durable commit included) to the subscriber.
-    async fn live_sender(&self, broker: &Mosquitto, topic: &str) -> Result<Latency> {
-        let (_dir, store) = self.fresh_store()?;
+    /// Live events through the store and the sender to mosquitto: latency from the `append`
+    /// call (the event's own durable commit included) to the subscriber.
+    async fn live_mqtt(&self, broker: &Mosquitto, topic: &str) -> Result<LiveLatency> {
         let publisher = MqttPublisher::new(MqttConfig::new(broker.url(), DEVICE))?;
+        let port = broker.port;
+        self.live_sender(publisher, async |epoch| {
+            plain::Subscriber::latencies(port, topic, epoch).await
+        })
+        .await
+    }
+
+    /// Live events through the store and the sender to tansu, on a topic of their own: latency
+    /// from the `append` call to a consumer.
+    async fn live_kafka(&self, brokers: &str) -> Result<LiveLatency> {
+        let topic = format!("{KAFKA_TOPIC}.live");
+        plain::create_topic(brokers, &topic).await?;
+        let publisher = KafkaPublisher::new(kafka_config(brokers, &topic))?;
+        self.live_sender(publisher, async |epoch| {
+            plain::KafkaReader::latencies(brokers, &topic, epoch)
+        })
+        .await
+    }
+
+    /// Live events through a fresh store and a sender over `publisher`; `listen` starts what
+    /// receives them once the sender is connected.
+    async fn live_sender<P: Publisher, L: Listener>(
+        &self,
+        publisher: P,
+        listen: impl AsyncFnOnce(Instant) -> Result<L>,
+    ) -> Result<LiveLatency> {
+        let (_dir, store) = self.fresh_store()?;
         let sender = Sender::new(store.clone(), publisher, DEVICE, options(LIVE_BATCH))?;
         let mut status = sender.status();
         let cancel = CancellationToken::new();
@@ -296,7 +382,7 @@ impl Bench<'_> {
             bail!("the sender did not connect: {:?}", status.snapshot());
         }
         let epoch = Instant::now();
-        let mut subscriber = plain::Subscriber::connect(broker.port, topic, epoch).await?;
+        let mut listener = listen(epoch).await?;
         let mut commits = Vec::with_capacity(self.live_count());
         self.offer(epoch, async |event| {
             commits.push(store.append(event));
@@ -306,10 +392,10 @@ impl Bench<'_> {
         for commit in commits {
             commit.await?;
         }
-        let latencies = subscriber.latencies(self.live_count(), RUN_LIMIT).await;
+        let latencies = listener.arrivals().next(self.live_count(), RUN_LIMIT).await;
         cancel.cancel();
         task.await?;
-        Ok(Latency::of(latencies?))
+        Ok(LiveLatency::of(latencies?))
     }
 
     /// Live events published straight away by a plain client: latency from the publish call to
@@ -319,9 +405,9 @@ impl Bench<'_> {
         client: &plain::PlainMqtt,
         port: u16,
         topic: &str,
-    ) -> Result<Latency> {
+    ) -> Result<LiveLatency> {
         let epoch = Instant::now();
-        let mut subscriber = plain::Subscriber::connect(port, topic, epoch).await?;
+        let mut subscriber = plain::Subscriber::latencies(port, topic, epoch).await?;
         let mut seq = 0;
         self.offer(epoch, async |event| {
             seq += 1;
@@ -330,8 +416,11 @@ impl Bench<'_> {
                 .await
         })
         .await?;
-        Ok(Latency::of(
-            subscriber.latencies(self.live_count(), RUN_LIMIT).await?,
+        Ok(LiveLatency::of(
+            subscriber
+                .arrivals
+                .next(self.live_count(), RUN_LIMIT)
+                .await?,
         ))
     }
 
@@ -361,8 +450,8 @@ impl Bench<'_> {
         &self,
         scenario: &str,
         batch: Option<usize>,
-        latency: Latency,
-        baseline_p50: Option<f64>,
+        latency: LiveLatency,
+        versus: Versus,
     ) -> Row {
         Row::live(
             scenario,
@@ -370,7 +459,7 @@ impl Bench<'_> {
             self.live_count(),
             f64::from(self.options.live_seconds),
             latency,
-            baseline_p50,
+            versus,
         )
     }
 
@@ -396,6 +485,42 @@ fn outgoing(backlog: &Backlog) -> Result<Vec<Outgoing>> {
     Ok(build_batch(&backlog.store, DEVICE, &entries)?
         .map(|batch| batch.outgoing)
         .unwrap_or_default())
+}
+
+/// The event ids of a backlog, which a drain's subscriber must see.
+fn event_ids(backlog: &Backlog) -> Result<Vec<String>> {
+    outgoing(backlog)?
+        .iter()
+        .map(|m| plain::event_id(&m.payload).context("a message without an event id"))
+        .collect()
+}
+
+/// The bench's `KafkaPublisher` on `topic`.
+fn kafka_config(brokers: &str, topic: &str) -> KafkaConfig {
+    KafkaConfig {
+        brokers: brokers.to_owned(),
+        topic: topic.to_owned(),
+        client_id: DEVICE.to_owned(),
+        security: KafkaSecurity::Plaintext,
+        message_timeout: Duration::from_secs(30),
+    }
+}
+
+/// What receives the live events: an MQTT subscriber or a Kafka consumer.
+trait Listener {
+    fn arrivals(&mut self) -> &mut plain::Arrivals<Duration>;
+}
+
+impl Listener for plain::Subscriber<Duration> {
+    fn arrivals(&mut self) -> &mut plain::Arrivals<Duration> {
+        &mut self.arrivals
+    }
+}
+
+impl Listener for plain::KafkaReader<Duration> {
+    fn arrivals(&mut self) -> &mut plain::Arrivals<Duration> {
+        &mut self.arrivals
+    }
 }
 
 /// The daemon's sender options at another batch size.
@@ -467,6 +592,7 @@ async fn drain<P: Publisher>(backlog: Backlog, mut publisher: P, batch: usize) -
         batch,
         seconds,
         publishing: Duration::from_nanos(spent.load(Ordering::Relaxed)).as_secs_f64(),
+        arrivals: None,
     })
 }
 

@@ -49,7 +49,7 @@
 //! device_id = ""
 //! batch = 100
 //! telemetry_interval = "1m"
-//! # [uplink.mqtt] and [uplink.kafka]: absent, so off (see `UplinkConfig`)
+//! # [uplink.mqtt], [uplink.kafka] and [uplink.s3]: absent, so off (see `UplinkConfig`)
 //!
 //! [vision]
 //! onnxruntime = ""
@@ -123,6 +123,7 @@ pub struct Config {
     /// `[media]`: where device streams are received.
     pub media: MediaConfig,
     /// `[uplink]`: events to the central cloud over MQTT and/or Kafka.
+    #[serde(deserialize_with = "checked_uplink")]
     pub uplink: UplinkConfig,
     /// `[vision]`: decoding, ONNX Runtime and the skills' pipeline.
     pub vision: VisionConfig,
@@ -410,6 +411,11 @@ pub struct UplinkConfig {
     /// `[uplink.kafka]`: absent means no Kafka upstream.
     #[serde(deserialize_with = "checked_table")]
     pub kafka: Option<KafkaUplinkConfig>,
+    /// `[uplink.s3]`: absent means media go over MQTT; present, to this S3-compatible bucket.
+    /// Needs `[uplink.mqtt]`: media follow the events delivered over MQTT, and the references
+    /// to the uploaded objects go on the events' MQTT connection.
+    #[serde(deserialize_with = "checked_table")]
+    pub s3: Option<S3UplinkConfig>,
 }
 
 impl Default for UplinkConfig {
@@ -420,6 +426,7 @@ impl Default for UplinkConfig {
             telemetry_interval: Duration::from_secs(60),
             mqtt: None,
             kafka: None,
+            s3: None,
         }
     }
 }
@@ -452,9 +459,9 @@ pub struct MqttUplinkConfig {
     /// MQTT keep-alive. Default `30s`; `5s` to `10m`.
     #[serde(default = "default_keep_alive", deserialize_with = "keep_alive")]
     pub keep_alive: Duration,
-    /// Largest snapshot or clip uploaded (over MQTT, after its event); larger ones are skipped
-    /// and counted. Default `16 MiB`; `64 KiB` to `256 MiB`. On a slow link a big file holds the
-    /// events' connection while it goes.
+    /// Largest snapshot or clip uploaded (after its event, over MQTT or to `[uplink.s3]`);
+    /// larger ones are skipped and counted. Default `16 MiB`; `64 KiB` to `256 MiB`. On a slow
+    /// link a big file holds the events' connection while it goes over MQTT.
     #[serde(
         default = "default_media_max_bytes",
         deserialize_with = "media_max_bytes"
@@ -491,6 +498,39 @@ pub struct KafkaUplinkConfig {
     pub cert_file: Option<PathBuf>,
     #[serde(default)]
     pub key_file: Option<PathBuf>,
+}
+
+/// `[uplink.s3]`: where media go when an S3-compatible object store takes them (AWS S3, MinIO,
+/// Ceph RGW, …), signed with AWS Signature Version 4.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3UplinkConfig {
+    /// `http://host:port` or `https://host:port`, without a path. Required.
+    #[serde(deserialize_with = "s3_endpoint")]
+    pub endpoint: String,
+    /// The bucket, which must exist: 3 to 63 lower-case letters, digits, `.` and `-`. Required.
+    #[serde(deserialize_with = "s3_bucket")]
+    pub bucket: String,
+    /// The SigV4 signing region. Default `us-east-1` (what MinIO expects unless told otherwise).
+    #[serde(default = "default_s3_region", deserialize_with = "non_empty")]
+    pub region: String,
+    /// Required.
+    #[serde(deserialize_with = "non_empty")]
+    pub access_key: String,
+    /// Required.
+    #[serde(deserialize_with = "non_empty")]
+    pub secret_key: String,
+    /// Objects are `<prefix>/<device id>/<event id>/<n>-<sha256>.<ext>`. Default `appliance`.
+    #[serde(default = "default_topic_prefix", deserialize_with = "s3_prefix")]
+    pub prefix: String,
+    /// Path-style URLs (`endpoint/bucket/key`), which MinIO-like servers need; `false`:
+    /// virtual-host style (`bucket.endpoint/key`), which AWS prefers. Default `true`.
+    #[serde(default = "default_path_style")]
+    pub path_style: bool,
+    /// PEM CA bundle that signs the endpoint's certificate (https); absent: the Mozilla roots
+    /// built into the daemon, which public object stores are signed by.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// A table whose keys depend on each other, checked as a whole once its keys are read.
@@ -542,6 +582,36 @@ impl CrossChecked for MqttUplinkConfig {
     }
 }
 
+impl CrossChecked for S3UplinkConfig {
+    fn check(&self) -> Result<(), String> {
+        if self.ca_file.is_some() && !self.endpoint.starts_with("https://") {
+            return Err("ca_file needs an https:// endpoint".into());
+        }
+        let host = self.endpoint.split("://").nth(1).unwrap_or_default();
+        let host = host.rsplit_once(':').map_or(host, |(host, _)| host);
+        if !self.path_style && (host.parse::<IpAddr>().is_ok() || host.starts_with('[')) {
+            return Err(
+                "path_style = false puts the bucket in the host name: the endpoint needs a \
+                 host name, not an IP address"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `[uplink]` as a whole: the tables that depend on each other.
+fn checked_uplink<'de, D: Deserializer<'de>>(deserializer: D) -> Result<UplinkConfig, D::Error> {
+    let uplink = UplinkConfig::deserialize(deserializer)?;
+    if uplink.s3.is_some() && uplink.mqtt.is_none() {
+        return Err(de::Error::custom(
+            "[uplink.s3] needs [uplink.mqtt]: media follow the events delivered over MQTT, and \
+             their references go on its connection",
+        ));
+    }
+    Ok(uplink)
+}
+
 impl CrossChecked for KafkaUplinkConfig {
     fn check(&self) -> Result<(), String> {
         let protocol = self.security_protocol.as_str();
@@ -585,6 +655,14 @@ fn media_max_bytes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ByteSiz
         ByteSize(64 * 1024),
         Some(ByteSize::mib(256)),
     )
+}
+
+fn default_s3_region() -> String {
+    "us-east-1".to_owned()
+}
+
+fn default_path_style() -> bool {
+    true
 }
 
 fn default_keep_alive() -> Duration {
@@ -814,6 +892,64 @@ fn topic_prefix<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D:
     Ok(prefix)
 }
 
+fn s3_endpoint<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let url = String::deserialize(deserializer)?;
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| de::Error::custom(format!("`{url}` must start with http:// or https://")))?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    match rest.rsplit_once(':') {
+        Some((host, port))
+            if !host.is_empty()
+                && !host.contains(['/', '?', '#', '@'])
+                && port.parse::<u16>().is_ok_and(|p| p > 0) =>
+        {
+            Ok(url)
+        }
+        _ => Err(de::Error::custom(format!(
+            "`{url}` must name a host and a port and no path, e.g. https://s3.example.com:443"
+        ))),
+    }
+}
+
+/// S3's bucket naming rules, so that a typo is caught before the first upload.
+fn s3_bucket<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let bucket = String::deserialize(deserializer)?;
+    let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let valid = (3..=63).contains(&bucket.len())
+        && bucket
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && edge_ok(bucket.chars().next())
+        && edge_ok(bucket.chars().last());
+    if !valid {
+        return Err(de::Error::custom(format!(
+            "`{bucket}`: 3 to 63 lower-case letters, digits, `.` and `-`, starting and ending \
+             with a letter or digit"
+        )));
+    }
+    Ok(bucket)
+}
+
+fn s3_prefix<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let prefix = String::deserialize(deserializer)?;
+    if prefix.is_empty() || prefix.split('/').any(str::is_empty) {
+        return Err(de::Error::custom(format!(
+            "`{prefix}`: non-empty, without a leading or trailing `/` or `//`"
+        )));
+    }
+    Ok(prefix)
+}
+
+fn non_empty<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    if text.is_empty() {
+        return Err(de::Error::custom("must not be empty"));
+    }
+    Ok(text)
+}
+
 fn keep_alive<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     within(
         Duration::deserialize(deserializer)?,
@@ -1013,6 +1149,7 @@ impl Config {
                     telemetry_interval,
                     mqtt,
                     kafka,
+                    s3,
                 },
             vision:
                 VisionConfig {
@@ -1042,6 +1179,12 @@ impl Config {
                 .as_ref()
                 .map(|k| toml::to_string(k).expect("the Kafka table serialises")),
             "# [uplink.kafka]\n# brokers = \"kafka.example.com:9093\"\n# security_protocol = \"ssl\"\n",
+        );
+        let s3 = upstream(
+            "s3",
+            s3.as_ref()
+                .map(|s| toml::to_string(s).expect("the S3 table serialises")),
+            "# [uplink.s3] (media to an S3-compatible bucket instead of MQTT; needs [uplink.mqtt])\n# endpoint = \"https://s3.example.com:443\"\n# bucket = \"appliance-media\"\n# access_key = \"…\"\n# secret_key = \"…\"\n",
         );
         let device_passwords: String = device_passwords
             .iter()
@@ -1122,6 +1265,7 @@ telemetry_interval = {telemetry_interval}
 
 {mqtt}
 {kafka}
+{s3}
 [vision]
 # libonnxruntime.so; empty: ORT_DYLIB_PATH, /usr/lib, /usr/local/lib, or the
 # copy `just setup` installs into a development checkout.

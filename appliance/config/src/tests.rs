@@ -78,6 +78,16 @@ username = "box"
 password = "s3cret"
 ca_file = "/etc/appliance/kafka-ca.pem"
 
+[uplink.s3]
+endpoint = "https://s3.example.com:9000"
+bucket = "acme-media"
+region = "eu-west-1"
+access_key = "AKIDEXAMPLE"
+secret_key = "wJalrXUtnFEMI"
+prefix = "acme/boxes"
+path_style = false
+ca_file = "/etc/appliance/s3-ca.pem"
+
 [vision]
 onnxruntime = "/usr/lib/libonnxruntime.so.1.20.0"
 providers = ["tensorrt", "cpu"]
@@ -155,6 +165,16 @@ fn full() -> Config {
                 ca_file: Some("/etc/appliance/kafka-ca.pem".into()),
                 cert_file: None,
                 key_file: None,
+            }),
+            s3: Some(S3UplinkConfig {
+                endpoint: "https://s3.example.com:9000".into(),
+                bucket: "acme-media".into(),
+                region: "eu-west-1".into(),
+                access_key: "AKIDEXAMPLE".into(),
+                secret_key: "wJalrXUtnFEMI".into(),
+                prefix: "acme/boxes".into(),
+                path_style: false,
+                ca_file: Some("/etc/appliance/s3-ca.pem".into()),
             }),
         },
         vision: VisionConfig {
@@ -684,4 +704,85 @@ fn uplink_tables_switch_upstreams_on_and_are_checked() {
         err.contains("APPLIANCE_UPLINK__MQTT__PASSWORD") && err.contains("url"),
         "{err}"
     );
+}
+
+const MQTT: &str = "[uplink.mqtt]\nurl = \"mqtt://b:1\"\n";
+const S3: &str = "[uplink.s3]\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"media\"\naccess_key = \"k\"\nsecret_key = \"s\"\n";
+
+#[test]
+fn the_s3_table_sends_media_to_a_bucket_and_is_checked() {
+    assert_eq!(
+        Config::default().uplink.s3,
+        None,
+        "media over MQTT by default"
+    );
+    let s3 = parse(&format!("{MQTT}{S3}")).unwrap().uplink.s3.unwrap();
+    assert_eq!(
+        (
+            s3.region.as_str(),
+            s3.prefix.as_str(),
+            s3.path_style,
+            s3.ca_file
+        ),
+        ("us-east-1", "appliance", true, None)
+    );
+    for (s3_keys, key, expected) in [
+        ("endpoint = \"s3://x:1\"", "uplink.s3.endpoint", "http://"),
+        ("endpoint = \"http://x\"", "uplink.s3.endpoint", "port"),
+        (
+            "endpoint = \"http://x:1/path\"",
+            "uplink.s3.endpoint",
+            "no path",
+        ),
+        ("bucket = \"Media\"", "uplink.s3.bucket", "lower-case"),
+        ("bucket = \"m\"", "uplink.s3.bucket", "3 to 63"),
+        ("prefix = \"/a\"", "uplink.s3.prefix", "leading"),
+        ("region = \"\"", "uplink.s3.region", "empty"),
+        ("secret_key = \"\"", "uplink.s3.secret_key", "empty"),
+        ("ca_file = \"/ca.pem\"", "uplink.s3", "https://"),
+        ("path_style = \"yes\"", "uplink.s3.path_style", "bool"),
+        ("path_style = false", "uplink.s3", "not an IP address"),
+    ] {
+        let name = s3_keys.split_once(' ').unwrap().0;
+        let table: String = S3
+            .lines()
+            .filter(|line| !line.starts_with(&format!("{name} ")))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let text = format!("{MQTT}{table}{s3_keys}\n");
+        let err = parse(&text).unwrap_err();
+        assert!(err.contains(key) && err.contains(expected), "{text}: {err}");
+    }
+    let err = parse(&format!("{MQTT}[uplink.s3]\nendpoint = \"http://x:1\"")).unwrap_err();
+    assert!(err.contains("uplink.s3") && err.contains("bucket"), "{err}");
+    // Media follow the events delivered over MQTT: without it there would be none.
+    let err = parse(S3).unwrap_err();
+    assert!(
+        err.contains("uplink") && err.contains("needs [uplink.mqtt]"),
+        "{err}"
+    );
+
+    // The table can come from the environment alone; a variable wrong by itself is named.
+    let config = from_env(&[
+        ("APPLIANCE_UPLINK__MQTT__URL", "mqtt://127.0.0.1:1883"),
+        ("APPLIANCE_UPLINK__S3__ACCESS_KEY", "k"),
+        ("APPLIANCE_UPLINK__S3__BUCKET", "media"),
+        (
+            "APPLIANCE_UPLINK__S3__ENDPOINT",
+            "https://s3.example.com:443",
+        ),
+        ("APPLIANCE_UPLINK__S3__PATH_STYLE", "false"),
+        ("APPLIANCE_UPLINK__S3__SECRET_KEY", "s"),
+    ])
+    .unwrap();
+    let s3 = config.uplink.s3.unwrap();
+    assert_eq!((s3.bucket.as_str(), s3.path_style), ("media", false));
+    let err = from_env(&[
+        ("APPLIANCE_UPLINK__MQTT__URL", "mqtt://127.0.0.1:1883"),
+        ("APPLIANCE_UPLINK__S3__ENDPOINT", "ftp://x:1"),
+    ])
+    .unwrap_err();
+    assert!(err.contains("APPLIANCE_UPLINK__S3__ENDPOINT"), "{err}");
+    let err = from_env(&[("APPLIANCE_UPLINK__S3__ENDPOINT", "http://x:1")]).unwrap_err();
+    assert!(err.contains("APPLIANCE_UPLINK__S3__ENDPOINT"), "{err}");
 }

@@ -6,13 +6,21 @@ use std::time::Instant;
 
 use appliance_manscdp::Body;
 use appliance_model::Timestamp;
+use appliance_skills::library::face::Person;
+use appliance_skills::library::plate::{PlateEntry, PlateList, PlateListKind, normalise_plate};
 use appliance_store::{EventStore, StateChange};
 use appliance_uplink::commands::{Admission, Command, CommandResult, admit};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
-use serde_json::json;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
 
 use crate::api::devices::device_control;
 use crate::sip::SipHandle;
+use crate::vision::Vision;
+use crate::vision::catalog::Camera;
+use crate::vision::edit::EditError;
 
 /// Store namespace of command results, by command id.
 const RESULTS_NAMESPACE: &str = "uplink.commands";
@@ -22,7 +30,111 @@ const KEEP_RESULTS: std::time::Duration = std::time::Duration::from_secs(7 * 24 
 pub struct Commands {
     store: EventStore,
     sip: SipHandle,
+    vision: Vision,
     started: Instant,
+}
+
+/// Why a vision command did not run, or failed.
+enum VisionCommandError {
+    /// The params do not fit the command (rejected: not run at all).
+    Params(String),
+    /// The change was refused or failed.
+    Edit(EditError),
+}
+
+impl From<EditError> for VisionCommandError {
+    fn from(e: EditError) -> Self {
+        VisionCommandError::Edit(e)
+    }
+}
+
+/// A command's params as `T`; the error names the field.
+fn params<T: DeserializeOwned>(command: &Command) -> Result<T, VisionCommandError> {
+    serde_json::from_value(command.params.clone())
+        .map_err(|e| VisionCommandError::Params(format!("params: {e}")))
+}
+
+/// `camera.set`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CameraSet {
+    camera_id: String,
+    camera: Camera,
+}
+
+/// `camera.remove`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CameraRef {
+    camera_id: String,
+}
+
+/// `skill.apply`: the config as the local API takes it; a new id when none is given.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SkillApply {
+    camera_id: String,
+    #[serde(default)]
+    skill_id: Option<String>,
+    config: Value,
+}
+
+/// `skill.remove`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SkillRef {
+    camera_id: String,
+    skill_id: String,
+}
+
+/// `face.add`: a person (and their library, when new), and optionally a photo to enrol.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaceAdd {
+    library: String,
+    person_id: String,
+    name: String,
+    #[serde(default)]
+    note: Option<String>,
+    /// A JPEG or PNG, base64.
+    #[serde(default)]
+    photo_base64: Option<String>,
+    /// The face detector to enrol with (default centerface).
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    match_threshold: Option<f32>,
+}
+
+/// `face.remove`: a photo, a person, or the whole library.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaceRemove {
+    library: String,
+    #[serde(default)]
+    person_id: Option<String>,
+    #[serde(default)]
+    photo_id: Option<String>,
+}
+
+/// `plate.add`: entries added to a list (replacing those of the same plate); `kind` makes a
+/// new list or changes one.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlateAdd {
+    list: String,
+    #[serde(default)]
+    kind: Option<PlateListKind>,
+    entries: Vec<PlateEntry>,
+}
+
+/// `plate.remove`: plates taken off a list, or the whole list without `plates`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlateRemove {
+    list: String,
+    #[serde(default)]
+    plates: Option<Vec<String>>,
 }
 
 /// Parameters of the device commands.
@@ -37,10 +149,11 @@ struct DeviceParams {
 }
 
 impl Commands {
-    pub fn new(store: EventStore, sip: SipHandle, started: Instant) -> Commands {
+    pub fn new(store: EventStore, sip: SipHandle, vision: Vision, started: Instant) -> Commands {
         Commands {
             store,
             sip,
+            vision,
             started,
         }
     }
@@ -119,13 +232,24 @@ impl Commands {
                 now,
             ),
             "device.catalog" | "device.control" => self.device_command(command, now).await,
-            "skill.apply" | "face.add" | "face.remove" | "plate.add" | "plate.remove" => {
-                CommandResult::rejected(
-                    command,
-                    "unsupported",
-                    "skills and face/plate libraries are not on this firmware yet",
-                    now,
-                )
+            "camera.set" | "camera.remove" | "skill.apply" | "skill.remove" | "face.add"
+            | "face.remove" | "plate.add" | "plate.remove" => {
+                match self.vision_command(command).await {
+                    Ok(result) => CommandResult::ok(command, result, now),
+                    Err(VisionCommandError::Params(message)) => {
+                        CommandResult::rejected(command, "bad_params", message, now)
+                    }
+                    Err(VisionCommandError::Edit(error)) => {
+                        let code = match &error {
+                            EditError::NotFound(_) => "not_found",
+                            EditError::Invalid(_) => "invalid",
+                            EditError::NoFace => "no_face",
+                            EditError::Unavailable(_) => "unavailable",
+                            EditError::Store(_) | EditError::Task(_) => "internal",
+                        };
+                        CommandResult::error(command, code, error.to_string(), now)
+                    }
+                }
             }
             "reboot" | "firmware.update" => CommandResult::rejected(
                 command,
@@ -140,6 +264,135 @@ impl Commands {
                 now,
             ),
         }
+    }
+
+    /// The vision commands: the same changes as the local API (`crate::vision::edit`).
+    async fn vision_command(&self, command: &Command) -> Result<Value, VisionCommandError> {
+        let vision = &self.vision;
+        Ok(match command.kind.as_str() {
+            "camera.set" => {
+                let p: CameraSet = params(command)?;
+                vision.put_camera(&p.camera_id, &p.camera).await?;
+                json!({ "camera_id": p.camera_id })
+            }
+            "camera.remove" => {
+                let p: CameraRef = params(command)?;
+                vision.delete_camera(&p.camera_id).await?;
+                json!({ "camera_id": p.camera_id })
+            }
+            "skill.apply" => {
+                let p: SkillApply = params(command)?;
+                let skill_id = p
+                    .skill_id
+                    .unwrap_or_else(|| hex::encode(rand::random::<[u8; 6]>()));
+                let json = serde_json::to_vec(&p.config).expect("JSON re-serialises");
+                let config = vision.put_skill(&p.camera_id, &skill_id, &json).await?;
+                json!({ "camera_id": p.camera_id, "skill_id": skill_id, "config": config })
+            }
+            "skill.remove" => {
+                let p: SkillRef = params(command)?;
+                vision.delete_skill(&p.camera_id, &p.skill_id).await?;
+                json!({ "camera_id": p.camera_id, "skill_id": p.skill_id })
+            }
+            "face.add" => {
+                let p: FaceAdd = params(command)?;
+                let photo = p
+                    .photo_base64
+                    .as_deref()
+                    .map(|text| BASE64.decode(text.trim()))
+                    .transpose()
+                    .map_err(|e| VisionCommandError::Params(format!("params.photo_base64: {e}")))?;
+                let person = Person {
+                    id: p.person_id.clone(),
+                    name: p.name,
+                    note: p.note,
+                };
+                vision
+                    .edit_library(&p.library, true, |library| {
+                        if let Some(threshold) = p.match_threshold {
+                            library.match_threshold = threshold;
+                        }
+                        match library.people.iter_mut().find(|q| q.id == person.id) {
+                            Some(existing) => *existing = person,
+                            None => library.people.push(person),
+                        }
+                    })
+                    .await?;
+                let enrolled = match photo {
+                    Some(photo) => Some(
+                        vision
+                            .enrol_photo(&p.library, &p.person_id, photo, p.model)
+                            .await?,
+                    ),
+                    None => None,
+                };
+                json!({ "library": p.library, "person_id": p.person_id, "enrolled": enrolled })
+            }
+            "face.remove" => {
+                let p: FaceRemove = params(command)?;
+                match (&p.person_id, &p.photo_id) {
+                    (_, Some(photo)) => vision.delete_photo(&p.library, photo).await?,
+                    (Some(person), None) => vision.delete_person(&p.library, person).await?,
+                    (None, None) => vision.delete_library(&p.library).await?,
+                }
+                json!({ "library": p.library, "person_id": p.person_id, "photo_id": p.photo_id })
+            }
+            "plate.add" => {
+                let p: PlateAdd = params(command)?;
+                let list = vision
+                    .edit_plate_list(&p.list, |stored| {
+                        let mut list = match (stored, p.kind) {
+                            (Some(mut list), kind) => {
+                                list.kind = kind.unwrap_or(list.kind);
+                                list
+                            }
+                            (None, Some(kind)) => PlateList {
+                                name: p.list.clone(),
+                                kind,
+                                entries: Vec::new(),
+                            },
+                            (None, None) => {
+                                return Err(EditError::Invalid(format!(
+                                    "params.kind: list {} is new; say allow, deny or watch",
+                                    p.list
+                                )));
+                            }
+                        };
+                        for entry in p.entries {
+                            let plate = normalise_plate(&entry.plate);
+                            list.entries.retain(|e| normalise_plate(&e.plate) != plate);
+                            list.entries.push(entry);
+                        }
+                        Ok(list)
+                    })
+                    .await?;
+                json!({ "list": list.name, "entries": list.entries.len() })
+            }
+            "plate.remove" => {
+                let p: PlateRemove = params(command)?;
+                match p.plates {
+                    None => {
+                        vision.delete_plate_list(&p.list).await?;
+                        json!({ "list": p.list, "removed": "list" })
+                    }
+                    Some(plates) => {
+                        let gone: Vec<String> = plates.iter().map(|t| normalise_plate(t)).collect();
+                        let list = vision
+                            .edit_plate_list(&p.list, |stored| {
+                                let mut list = stored.ok_or_else(|| {
+                                    EditError::NotFound(format!("no plate list {}", p.list))
+                                })?;
+                                list.entries
+                                    .retain(|e| !gone.contains(&normalise_plate(&e.plate)));
+                                Ok(list)
+                            })
+                            .await?;
+                        json!({ "list": list.name, "entries": list.entries.len() })
+                    }
+                }
+            }
+            other => unreachable!("{other} is routed here only for vision commands"),
+        })
     }
 
     /// `device.catalog` (ask a device for its catalog) and `device.control` (a DeviceControl,

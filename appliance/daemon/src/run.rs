@@ -68,19 +68,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         shutdown.clone(),
     )
     .await?;
-    let device_id = uplink::device_id(&config.uplink, &store).await?;
-    let uplinks = uplink::start(
-        &config.uplink,
-        uplink::Context {
-            device_id: &device_id,
-            store: &store,
-            sip: &sip,
-            data_dir: data_dir.clone(),
-            started,
-        },
-        &mut registry,
-        &shutdown,
-    )?;
     let vision = Vision::new(
         config.vision.clone(),
         store.clone(),
@@ -97,6 +84,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }
         }
     });
+    let device_id = uplink::device_id(&config.uplink, &store).await?;
+    let uplinks = uplink::start(
+        &config.uplink,
+        uplink::Context {
+            device_id: &device_id,
+            store: &store,
+            sip: &sip,
+            vision: &vision,
+            data_dir: data_dir.clone(),
+            started,
+        },
+        &mut registry,
+        &shutdown,
+    )?;
     let sip_for_stop = sip.clone();
     let state = AppState::new(
         store.clone(),

@@ -1,14 +1,15 @@
 //! Wires the uplink (`appliance-uplink`) into the daemon: the box's id upstream, one sender per
 //! configured upstream (`[uplink.mqtt]`, `[uplink.kafka]`), pruning the outbox entries every
 //! upstream has delivered, their status for health, metrics and the API, telemetry every
-//! `uplink.telemetry_interval`, and the cloud's commands over MQTT (`commands.rs` runs them).
+//! `uplink.telemetry_interval`, the cloud's commands over MQTT (`commands.rs` runs them), and the
+//! media of the events delivered over MQTT, sent over MQTT or, with `[uplink.s3]`, to a bucket.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use appliance_config::{KafkaUplinkConfig, MqttUplinkConfig, UplinkConfig};
+use appliance_config::{KafkaUplinkConfig, MqttUplinkConfig, S3UplinkConfig, UplinkConfig};
 use appliance_model::Timestamp;
 use appliance_store::{EventStore, StateChange};
 use appliance_uplink::Publisher;
@@ -17,6 +18,7 @@ use appliance_uplink::kafka::{
 };
 use appliance_uplink::media::{MediaOptions, MediaStatus, MediaStatusHandle, MediaUploader};
 use appliance_uplink::mqtt::{Downlink, MqttConfig, MqttPublisher, MqttSideChannel};
+use appliance_uplink::s3::{S3Client, S3Config};
 use appliance_uplink::sender::{Sender, SenderOptions, StatusHandle, UplinkStatus};
 use appliance_uplink::telemetry::{CameraCounts, Collector, Telemetry};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -62,7 +64,7 @@ pub async fn device_id(config: &UplinkConfig, store: &EventStore) -> anyhow::Res
 #[derive(Clone, Default)]
 pub struct Uplinks {
     statuses: Arc<Vec<StatusHandle>>,
-    /// The media uploader's status (MQTT only).
+    /// The media uploader's status (with MQTT only; to S3 with `[uplink.s3]`).
     media: Option<MediaStatusHandle>,
     telemetry: Arc<Mutex<Option<Telemetry>>>,
 }
@@ -90,6 +92,7 @@ pub struct Context<'a> {
     pub device_id: &'a str,
     pub store: &'a EventStore,
     pub sip: &'a SipHandle,
+    pub vision: &'a crate::vision::Vision,
     pub data_dir: PathBuf,
     pub started: std::time::Instant,
 }
@@ -119,6 +122,7 @@ pub fn start(
         device_id,
         store,
         sip,
+        vision,
         data_dir,
         started,
     } = context;
@@ -137,14 +141,21 @@ pub fn start(
             max_bytes: mqtt.media_max_bytes.bytes(),
             ..MediaOptions::default()
         };
-        let uploader = MediaUploader::new(store.clone(), &mut publisher, media_options);
+        let mut uploader =
+            MediaUploader::new(store.clone(), &mut publisher, device_id, media_options);
+        // The config crate admits `[uplink.s3]` only with `[uplink.mqtt]`: the references to
+        // the uploaded objects go on the events' MQTT connection.
+        if let Some(s3) = &config.s3 {
+            let client = S3Client::new(s3_config(s3, device_id)).context("[uplink.s3]")?;
+            uploader = uploader.to_s3(client);
+        }
         media = Some(uploader.status());
         tokio::spawn(uploader.run(shutdown.clone()));
         let side = publisher.side_channel();
         let downlink = publisher
             .take_downlink()
             .expect("a new publisher has its downlink");
-        let commands = Commands::new(store.clone(), sip.clone(), started);
+        let commands = Commands::new(store.clone(), sip.clone(), vision.clone(), started);
         tokio::spawn(run_commands(
             commands,
             downlink,
@@ -375,6 +386,20 @@ fn mqtt_config(config: &MqttUplinkConfig, device_id: &str) -> MqttConfig {
         client_cert: config.client_cert.clone(),
         client_key: config.client_key.clone(),
         keep_alive: config.keep_alive.get(),
+    }
+}
+
+fn s3_config(config: &S3UplinkConfig, device_id: &str) -> S3Config {
+    S3Config {
+        endpoint: config.endpoint.clone(),
+        bucket: config.bucket.clone(),
+        region: config.region.clone(),
+        access_key: config.access_key.clone(),
+        secret_key: config.secret_key.clone(),
+        prefix: config.prefix.clone(),
+        path_style: config.path_style,
+        ca_file: config.ca_file.clone(),
+        device_id: device_id.to_owned(),
     }
 }
 

@@ -13,7 +13,8 @@
 //! * [`sender`]: the drain loop, its cursor and its [`sender::UplinkStatus`].
 //! * [`mqtt`]: the MQTT 5 upstream (rumqttc), done only on PUBACK.
 //! * [`kafka`]: the Kafka upstream (rdkafka), an idempotent producer, done only on acks=all.
-//! * [`media`]: the media of delivered events, queued durably and uploaded after them over MQTT.
+//! * [`media`]: the media of delivered events, queued durably and uploaded after them over MQTT
+//!   or to S3 ([`s3`]), each followed by a reference to where it went.
 //! * [`telemetry`]: the box's health snapshot (`/proc`, `/sys`), sent best-effort on the MQTT
 //!   side channel.
 
@@ -22,6 +23,7 @@ pub mod commands;
 pub mod kafka;
 pub mod media;
 pub mod mqtt;
+pub mod s3;
 pub mod schema;
 pub mod sender;
 pub mod telemetry;

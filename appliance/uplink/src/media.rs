@@ -8,14 +8,30 @@
 //! order). The queue is thus exactly as durable as the cursor: a crash can neither lose a
 //! delivered event's media nor queue them twice.
 //!
-//! A [`MediaUploader`] drains the queue on its own loop and backoff, oldest first: it reads the
-//! file, publishes it as one binary MQTT message on `<prefix>/<device id>/media/<event id>/<n>`
-//! at QoS 1 on the event publisher's connection, waits for the PUBACK and only then removes the
-//! entry, durably. Events go first: no file starts while the sender holds events it has read
-//! but not delivered, so after an outage the whole event backlog drains before the media. Delivery is at-least-once; a repeated file has the same topic and SHA-256, by
-//! which the cloud drops duplicates. A file that retention deleted before its upload, or one
-//! larger than the configured maximum or the broker's, is skipped, counted and logged: waiting
-//! would not bring it back or make it fit, and it must not block the files behind it.
+//! A [`MediaUploader`] drains the queue on its own loop and backoff, oldest first. It reads the
+//! file and sends it to one of two places:
+//!
+//! * over MQTT (the default): one binary message on `<prefix>/<device id>/media/<event id>/<n>`
+//!   at QoS 1 on the event publisher's connection, done on its PUBACK;
+//! * to an S3-compatible bucket ([`MediaUploader::to_s3`], `[uplink.s3]`): a SigV4-signed `PUT`
+//!   of `<prefix>/<device id>/<event id>/<n>-<sha256>.<ext>` ([`crate::s3`]), done on a 2xx.
+//!
+//! Either way it then publishes the file's reference ([`MEDIA_REF_SCHEMA`]: the event, the
+//! file's index and hash, and where it now is) on `<prefix>/<device id>/media_ref` at QoS 1 on the
+//! events' connection, and only once that is acknowledged removes the entry, durably: so the
+//! cloud learns where each of an event's files went, after the event. A file the destination
+//! took whose reference then failed is not sent again by this process, only its reference (a
+//! restart sends both again). Since the reference needs the MQTT connection, no file starts
+//! without one, S3 or not.
+//!
+//! Events go first: no file starts while the sender holds events it has read but not delivered,
+//! so after an outage the whole event backlog drains before the media. Delivery is
+//! at-least-once; a repeated file has the same topic or object key and SHA-256, by which the
+//! cloud drops duplicates. A file that retention deleted before its upload, or one larger than
+//! the configured maximum or the broker's, is skipped, counted and logged: waiting would not
+//! bring it back or make it fit, and it must not block the files behind it. Any other failure
+//! (broker or object store away, credentials refused) keeps the file at the head of the queue
+//! and is retried with backoff; the events are not affected.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -32,10 +48,15 @@ use utoipa::ToSchema;
 use crate::PublishError;
 use crate::backoff::Backoff;
 use crate::mqtt::{Acknowledged, MqttPublisher, MqttSideChannel};
+use crate::s3::S3Client;
 
 /// The store state namespace of the upload queue: key = [`QueuedMedia::key`], value = the
 /// [`QueuedMedia`] as JSON.
 pub const MEDIA_NAMESPACE: &str = "uplink.media";
+/// The `schema` of the message that tells the cloud where a file went.
+pub const MEDIA_REF_SCHEMA: &str = "appliance.media_ref.v1";
+/// Its topic, after `<prefix>/<device id>/`.
+pub const MEDIA_REF_TOPIC: &str = "media_ref";
 /// [`MediaOptions::max_bytes`] by default. Brokers cap their packets (often well below this);
 /// the broker's own maximum, when its CONNACK states one, applies as well.
 pub const DEFAULT_MAX_MEDIA_BYTES: u64 = 16 << 20;
@@ -88,6 +109,38 @@ impl QueuedMedia {
     pub fn topic_suffix(&self) -> String {
         format!("media/{}/{}", self.event_id, self.n)
     }
+
+    /// Its [`MEDIA_REF_SCHEMA`] message, once stored at `url`.
+    fn reference(&self, device_id: &str, url: String) -> Vec<u8> {
+        let media = &self.media;
+        let message = MediaRefMessage {
+            schema: MEDIA_REF_SCHEMA,
+            device_id,
+            event_id: self.event_id,
+            n: self.n,
+            kind: kind_name(media.kind),
+            sha256: &media.sha256,
+            content_type: &media.content_type,
+            size: media.size,
+            url,
+        };
+        serde_json::to_vec(&message).expect("a media reference serialises")
+    }
+}
+
+/// `appliance.media_ref.v1`, documented in `docs/uplink-schema.md`.
+#[derive(Serialize)]
+struct MediaRefMessage<'a> {
+    schema: &'static str,
+    device_id: &'a str,
+    event_id: EventId,
+    n: usize,
+    kind: &'static str,
+    sha256: &'a str,
+    content_type: &'a str,
+    size: u64,
+    /// The object's URL, or for a file sent over MQTT its topic.
+    url: String,
 }
 
 /// The link from a sender, which queues media, to the uploader that drains them: wakes the
@@ -153,8 +206,9 @@ impl MediaQueue {
 pub struct MediaOptions {
     /// Files larger than this are skipped (and counted), never sent.
     pub max_bytes: u64,
-    /// How long one file may wait for its PUBACK. A file travels on the events' connection, so
-    /// it should cover the largest file at the slowest uplink.
+    /// How long one file may wait for its PUBACK, or its S3 upload may take; a reference waits
+    /// as long for its PUBACK. A file over MQTT travels on the events' connection, so it should
+    /// cover the largest file at the slowest uplink.
     pub ack_timeout: Duration,
     /// Idle, look at the queue this often even without being woken.
     pub recheck: Duration,
@@ -180,7 +234,8 @@ impl Default for MediaOptions {
 /// What the media uploader is doing, for health and the API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct MediaStatus {
-    /// Files the broker acknowledged since the daemon started.
+    /// Files the broker or the object store took, with their references, since the daemon
+    /// started.
     pub uploaded: u64,
     /// Their bytes.
     pub uploaded_bytes: u64,
@@ -197,7 +252,7 @@ pub struct MediaStatus {
     pub consecutive_failures: u32,
     /// Why the last attempt failed; `None` once one succeeds.
     pub last_error: Option<String>,
-    /// When the broker last acknowledged a file (Unix ms).
+    /// When a file was last uploaded (Unix ms).
     pub last_success_ms: Option<i64>,
 }
 
@@ -247,7 +302,7 @@ enum UploadError {
 
 /// What became of a queued file.
 enum Done {
-    /// The broker took its bytes.
+    /// The broker or the object store took its bytes, and the broker its reference.
     Uploaded(u64),
     /// Retention deleted the file first.
     Missing,
@@ -255,11 +310,24 @@ enum Done {
     TooLarge(String),
 }
 
-/// Uploads the media queue over an [`MqttPublisher`]'s connection; see the module
+/// Where a [`MediaUploader`] sends the files.
+enum Destination {
+    /// Binary messages on the events' connection.
+    Mqtt,
+    /// Boxed: the client is large and the uploader holds one destination for its life.
+    S3(Box<S3Client>),
+}
+
+/// Uploads the media queue over an [`MqttPublisher`]'s connection or to S3; see the module
 /// documentation.
 pub struct MediaUploader {
     store: EventStore,
     side: MqttSideChannel,
+    device_id: String,
+    destination: Destination,
+    /// The queue key of the file the destination has taken while its reference is still to go:
+    /// a reference that failed is retried without sending the file again.
+    sent: Option<String>,
     queue: MediaQueue,
     options: MediaOptions,
     backoff: Backoff,
@@ -272,12 +340,14 @@ pub struct MediaUploader {
 }
 
 impl MediaUploader {
-    /// The uploader of `publisher`'s media. From now on the sender that drives `publisher`
-    /// queues the media of the events it delivers; make one uploader per publisher, before its
-    /// sender starts, and run it for as long as the sender.
+    /// The uploader of `publisher`'s media, over MQTT (see [`MediaUploader::to_s3`]). From now
+    /// on the sender that drives `publisher` queues the media of the events it delivers; make
+    /// one uploader per publisher, before its sender starts, and run it for as long as the
+    /// sender. `device_id` goes into the references, as into the events.
     pub fn new(
         store: EventStore,
         publisher: &mut MqttPublisher,
+        device_id: &str,
         options: MediaOptions,
     ) -> MediaUploader {
         let queue = MediaQueue::default();
@@ -289,6 +359,9 @@ impl MediaUploader {
         MediaUploader {
             store,
             side: publisher.side_channel(),
+            device_id: device_id.to_owned(),
+            destination: Destination::Mqtt,
+            sent: None,
             queue,
             options,
             backoff,
@@ -298,13 +371,28 @@ impl MediaUploader {
         }
     }
 
+    /// Sends the files to `client`'s bucket instead of over MQTT; their references still go
+    /// over MQTT.
+    pub fn to_s3(mut self, client: S3Client) -> MediaUploader {
+        self.destination = Destination::S3(Box::new(client));
+        self
+    }
+
     pub fn status(&self) -> MediaStatusHandle {
         MediaStatusHandle(self.status.subscribe())
     }
 
     /// Uploads until `cancel`; a file in flight then is sent again next start.
     pub async fn run(mut self, cancel: CancellationToken) {
-        tracing::info!(max_bytes = self.options.max_bytes, "media uploader started");
+        let destination = match &self.destination {
+            Destination::Mqtt => "mqtt",
+            Destination::S3(_) => "s3",
+        };
+        tracing::info!(
+            max_bytes = self.options.max_bytes,
+            destination,
+            "media uploader started"
+        );
         loop {
             let step = tokio::select! {
                 biased;
@@ -361,7 +449,7 @@ impl MediaUploader {
         let key = key.clone();
         // `None`: an entry that does not decode, which no retry would fix.
         let done = match serde_json::from_slice::<QueuedMedia>(value) {
-            Ok(queued) => Some(self.upload(&queued).await?),
+            Ok(queued) => Some(self.upload(&key, &queued).await?),
             Err(error) => {
                 tracing::error!(%key, %error, "dropping an unreadable media queue entry");
                 None
@@ -378,6 +466,7 @@ impl MediaUploader {
             )
             .await?;
         self.pending.pop_front();
+        self.sent = None;
         self.backoff.reset();
         self.status.send_modify(|s| {
             s.queued = s.queued.saturating_sub(1);
@@ -397,9 +486,9 @@ impl MediaUploader {
         Ok(true)
     }
 
-    async fn upload(&self, queued: &QueuedMedia) -> Result<Done, UploadError> {
+    async fn upload(&mut self, key: &str, queued: &QueuedMedia) -> Result<Done, UploadError> {
         let media = &queued.media;
-        let done = self.send(queued).await?;
+        let done = self.send(key, queued).await?;
         match &done {
             Done::Uploaded(bytes) => tracing::debug!(
                 event = %queued.event_id, n = queued.n, bytes, "media uploaded"
@@ -416,8 +505,48 @@ impl MediaUploader {
         Ok(done)
     }
 
-    /// Reads the file and publishes it, once connected.
-    async fn send(&self, queued: &QueuedMedia) -> Result<Done, UploadError> {
+    /// Sends the file under queue key `key`, once connected, then its reference.
+    async fn send(&mut self, key: &str, queued: &QueuedMedia) -> Result<Done, UploadError> {
+        let media = &queued.media;
+        if self.sent.as_deref() != Some(key) {
+            let bytes = match self.send_file(queued).await? {
+                Done::Uploaded(bytes) => bytes,
+                skipped => return Ok(skipped),
+            };
+            self.sent = Some(key.to_owned());
+            tracing::trace!(event = %queued.event_id, n = queued.n, bytes, "media file sent");
+        }
+        let url = match &self.destination {
+            Destination::Mqtt => self.side.topic(&queued.topic_suffix()),
+            Destination::S3(client) => {
+                client.object_url(&client.object_key(queued.event_id, queued.n, media))
+            }
+        };
+        // A reference retried alone also waits for the connection rather than fail on its own.
+        self.side.connected().await;
+        let properties = PublishProperties {
+            payload_format_indicator: Some(1),
+            content_type: Some("application/json".to_owned()),
+            ..PublishProperties::default()
+        };
+        let acknowledged = self
+            .side
+            .publish_acknowledged(
+                MEDIA_REF_TOPIC,
+                queued.reference(&self.device_id, url),
+                properties,
+                self.options.ack_timeout,
+            )
+            .await?;
+        if let Acknowledged::TooLarge(why) = acknowledged {
+            // Only a broker misconfigured beyond use takes no message of 300 bytes.
+            tracing::warn!(event = %queued.event_id, n = queued.n, "media reference not sent: {why}");
+        }
+        Ok(Done::Uploaded(media.size))
+    }
+
+    /// Reads the file and sends it to the destination, once the events' connection is up.
+    async fn send_file(&self, queued: &QueuedMedia) -> Result<Done, UploadError> {
         let media = &queued.media;
         if media.size > self.options.max_bytes {
             return Ok(Done::TooLarge(format!(
@@ -428,8 +557,8 @@ impl MediaUploader {
         let Some(path) = self.store.media_path(media) else {
             return Ok(Done::Missing);
         };
-        // Only once connected: the file is read for a connection that can take it, and a broker
-        // away for hours is not a string of failures.
+        // Only once connected: the file is read for a connection that can take it (or, to S3,
+        // carry its reference), and a broker away for hours is not a string of failures.
         self.side.connected().await;
         let read = {
             let path = path.clone();
@@ -452,28 +581,39 @@ impl MediaUploader {
         // drains before any file, and this file's bytes do not hold up an alert.
         self.queue.events_delivered().await;
         let bytes = data.len() as u64;
-        let properties = PublishProperties {
-            content_type: Some(media.content_type.clone()),
-            user_properties: vec![
-                ("event_id".to_owned(), queued.event_id.to_string()),
-                ("kind".to_owned(), kind_name(media.kind).to_owned()),
-                ("sha256".to_owned(), media.sha256.clone()),
-            ],
-            ..PublishProperties::default()
-        };
-        let acknowledged = self
-            .side
-            .publish_acknowledged(
-                &queued.topic_suffix(),
-                data,
-                properties,
-                self.options.ack_timeout,
-            )
-            .await?;
-        Ok(match acknowledged {
-            Acknowledged::Yes => Done::Uploaded(bytes),
-            Acknowledged::TooLarge(why) => Done::TooLarge(why),
-        })
+        match &self.destination {
+            Destination::Mqtt => {
+                let properties = PublishProperties {
+                    content_type: Some(media.content_type.clone()),
+                    user_properties: vec![
+                        ("event_id".to_owned(), queued.event_id.to_string()),
+                        ("kind".to_owned(), kind_name(media.kind).to_owned()),
+                        ("sha256".to_owned(), media.sha256.clone()),
+                    ],
+                    ..PublishProperties::default()
+                };
+                let acknowledged = self
+                    .side
+                    .publish_acknowledged(
+                        &queued.topic_suffix(),
+                        data,
+                        properties,
+                        self.options.ack_timeout,
+                    )
+                    .await?;
+                Ok(match acknowledged {
+                    Acknowledged::Yes => Done::Uploaded(bytes),
+                    Acknowledged::TooLarge(why) => Done::TooLarge(why),
+                })
+            }
+            Destination::S3(client) => {
+                let key = client.object_key(queued.event_id, queued.n, media);
+                client
+                    .put(&key, &media.content_type, data, self.options.ack_timeout)
+                    .await?;
+                Ok(Done::Uploaded(bytes))
+            }
+        }
     }
 }
 

@@ -56,6 +56,11 @@ use crate::{Outgoing, PublishError, Publisher};
 pub const DEFAULT_TOPIC_PREFIX: &str = "appliance";
 /// How long a connection attempt (TCP, TLS, CONNACK) may take.
 const CONNECT_TIMEOUT_S: u64 = 10;
+/// Largest packet the box accepts from the broker (advertised in CONNECT). rumqttc's default
+/// of 10 KiB drops the connection on a command carrying a photo to enrol (base64 JSON); a 16 MiB
+/// photo is about 22 MiB in base64.
+const MAX_INCOMING_PACKET: u32 = 24 * 1024 * 1024;
+
 /// How long a batch may wait for its PUBACKs. A broker that stops answering is normally caught
 /// sooner by the keep-alive; this bounds the rest.
 const ACK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -320,6 +325,7 @@ impl MqttPublisher {
             .set_clean_start(true)
             .set_connection_timeout(CONNECT_TIMEOUT_S)
             .set_outgoing_inflight_upper_limit(MAX_IN_FLIGHT)
+            .set_max_packet_size(Some(MAX_INCOMING_PACKET))
             .set_last_will(LastWill::new(
                 &status_topic,
                 StatusMessage::offline(&config.device_id).to_json(),

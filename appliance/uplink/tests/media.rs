@@ -15,7 +15,8 @@ use appliance_model::{Event, MediaKind};
 use appliance_store::EventStore;
 use appliance_tests::brokers::{BrokerOptions, Mosquitto};
 use appliance_uplink::media::{
-    MEDIA_NAMESPACE, MediaOptions, MediaStatus, MediaStatusHandle, MediaUploader, QueuedMedia,
+    MEDIA_NAMESPACE, MEDIA_REF_SCHEMA, MediaOptions, MediaStatus, MediaStatusHandle, MediaUploader,
+    QueuedMedia,
 };
 use appliance_uplink::mqtt::{MqttConfig, MqttPublisher};
 use appliance_uplink::sender::{Sender, StatusHandle, UplinkStatus};
@@ -25,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use support::{Inbox, event, open_store, quick_options};
+use support::{Inbox, Subscriber, event, open_store, quick_options};
 
 const DEVICE: &str = "box-1";
 const EVENTS: &str = "appliance/box-1/events";
@@ -94,7 +95,7 @@ impl Running {
         upload: bool,
     ) -> Running {
         let mut publisher = MqttPublisher::new(MqttConfig::new(broker.url(), DEVICE)).unwrap();
-        let uploader = MediaUploader::new(store.clone(), &mut publisher, options);
+        let uploader = MediaUploader::new(store.clone(), &mut publisher, DEVICE, options);
         let media = uploader.status();
         let sender = Sender::new(store.clone(), publisher, DEVICE, quick_options()).unwrap();
         let events = sender.status();
@@ -270,6 +271,8 @@ fn last_seq(store: &EventStore) -> u64 {
 async fn media_follow_their_event_byte_for_byte_with_topic_and_properties() {
     let broker = Mosquitto::start(BrokerOptions::default());
     let mut cloud = Cloud::connect(broker.port, "cloud", false).await;
+    let mut references =
+        Subscriber::connect(broker.port, "appliance/box-1/media_ref", "refs", false).await;
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
     let first = with_media(&store, "cam-a", &[SNAPSHOT, CLIP], 1).await;
@@ -317,6 +320,32 @@ async fn media_follow_their_event_byte_for_byte_with_topic_and_properties() {
     assert!(status.last_success_ms.is_some() && status.last_error.is_none());
     assert!(queue(&store).is_empty(), "the queue drained");
     assert!(cloud.drain(Duration::from_millis(300)).await.is_empty());
+
+    // Each file's reference, in upload order, names its topic.
+    let got: Vec<serde_json::Value> = references
+        .take(3, Duration::from_secs(5))
+        .await
+        .iter()
+        .map(support::Message::json)
+        .collect();
+    let expected: Vec<serde_json::Value> = [(&first.0, 0), (&first.0, 1), (&third.0, 0)]
+        .into_iter()
+        .map(|(event, n)| {
+            let media = &event.media[n];
+            serde_json::json!({
+                "schema": MEDIA_REF_SCHEMA,
+                "device_id": DEVICE,
+                "event_id": event.id.to_string(),
+                "n": n,
+                "kind": if n == 0 { "snapshot" } else { "clip" },
+                "sha256": media.sha256,
+                "content_type": media.content_type,
+                "size": media.size,
+                "url": media_topic(event, n),
+            })
+        })
+        .collect();
+    assert_eq!(got, expected);
     running.stop().await;
 }
 

@@ -7,11 +7,12 @@ use anyhow::{Result, bail};
 use appliance_model::{Event, EventId, NewEvent, Timestamp};
 use appliance_uplink::Outgoing;
 use appliance_uplink::schema::EventMessage;
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
 use rumqttc::v5::{AsyncClient, Event as MqttEvent, EventLoop, MqttOptions};
@@ -149,62 +150,72 @@ pub fn message(device: &str, seq: u64, event: NewEvent) -> Vec<u8> {
     EventMessage::new(device, seq, &event).to_json()
 }
 
-/// An MQTT 5 subscriber at QoS 1 that turns each live event's arrival into its latency.
-pub struct Subscriber {
-    latencies: mpsc::UnboundedReceiver<Duration>,
+/// What a subscriber makes of one message: its payload and when it arrived, counted from the
+/// run's epoch (taken before any parsing, which is not part of the trip).
+type Read<T> = Box<dyn Fn(&[u8], Duration) -> Option<T> + Send>;
+
+/// An MQTT 5 subscriber at QoS 1 that turns each message into a `T` as it arrives: a live
+/// event's latency, or a drained event's id.
+pub struct Subscriber<T> {
+    pub arrivals: Arrivals<T>,
     driver: JoinHandle<()>,
 }
 
-impl Drop for Subscriber {
+impl<T> Drop for Subscriber<T> {
     fn drop(&mut self) {
         self.driver.abort();
     }
 }
 
-impl Subscriber {
-    /// Subscribes to `topic` and waits for the SUBACK; latencies are arrival minus the event's
-    /// [`SENT_KEY`], both counted from `epoch`.
-    pub async fn connect(port: u16, topic: &str, epoch: Instant) -> Result<Subscriber> {
-        let (client, event_loop) =
-            AsyncClient::new(mqtt_options(port, "bench-subscriber"), REQUEST_CHANNEL);
+impl Subscriber<Duration> {
+    /// Latencies: arrival minus the event's [`SENT_KEY`], both counted from `epoch`.
+    pub async fn latencies(port: u16, topic: &str, epoch: Instant) -> Result<Self> {
+        let read = |payload: &[u8], arrived: Duration| {
+            let sent = sent_us(payload)?;
+            Some(arrived.saturating_sub(Duration::from_micros(sent)))
+        };
+        Subscriber::connect(port, topic, "bench-live", epoch, Box::new(read)).await
+    }
+}
+
+impl Subscriber<String> {
+    /// The event id of every message, duplicates included.
+    pub async fn event_ids(port: u16, topic: &str) -> Result<Self> {
+        let read = |payload: &[u8], _| event_id(payload);
+        Subscriber::connect(port, topic, "bench-ids", Instant::now(), Box::new(read)).await
+    }
+}
+
+impl<T: Send + 'static> Subscriber<T> {
+    /// Subscribes to `topic` and waits for the SUBACK.
+    async fn connect(
+        port: u16,
+        topic: &str,
+        client_id: &str,
+        epoch: Instant,
+        read: Read<T>,
+    ) -> Result<Self> {
+        let (client, event_loop) = AsyncClient::new(mqtt_options(port, client_id), REQUEST_CHANNEL);
         client.subscribe(topic, QoS::AtLeastOnce).await?;
-        let (tx, latencies) = mpsc::unbounded_channel();
+        let (tx, received) = mpsc::unbounded_channel();
+        let arrivals = Arrivals(received);
         let (subscribed_tx, subscribed) = oneshot::channel();
-        let driver = tokio::spawn(listen(event_loop, client, epoch, tx, subscribed_tx));
-        let subscriber = Subscriber { latencies, driver };
+        let driver = tokio::spawn(listen(event_loop, client, epoch, read, tx, subscribed_tx));
+        let subscriber = Subscriber { arrivals, driver };
         match tokio::time::timeout(RUN_LIMIT, subscribed).await {
             Ok(Ok(())) => Ok(subscriber),
             _ => bail!("the subscriber got no SUBACK"),
         }
     }
-
-    /// The latencies of the next `count` events, failing if they take longer than `within`.
-    pub async fn latencies(&mut self, count: usize, within: Duration) -> Result<Vec<Duration>> {
-        let deadline = tokio::time::Instant::now() + within;
-        let mut out = Vec::with_capacity(count);
-        while out.len() < count {
-            match tokio::time::timeout_at(deadline, self.latencies.recv()).await {
-                Ok(Some(latency)) => out.push(latency),
-                Ok(None) => bail!(
-                    "the subscriber's connection ended after {} of {count} events",
-                    out.len()
-                ),
-                Err(_) => bail!(
-                    "only {} of {count} events arrived within {within:?}",
-                    out.len()
-                ),
-            }
-        }
-        Ok(out)
-    }
 }
 
-async fn listen(
+async fn listen<T>(
     mut event_loop: EventLoop,
     // Dropping the client would end the event loop's request stream.
     _client: AsyncClient,
     epoch: Instant,
-    latencies: mpsc::UnboundedSender<Duration>,
+    read: Read<T>,
+    received: mpsc::UnboundedSender<T>,
     subscribed: oneshot::Sender<()>,
 ) {
     let mut subscribed = Some(subscribed);
@@ -216,22 +227,139 @@ async fn listen(
                 }
             }
             Ok(MqttEvent::Incoming(Packet::Publish(publish))) => {
-                // Before the parsing, which is not part of the trip.
-                let arrived = epoch.elapsed();
-                let sent = serde_json::from_slice::<serde_json::Value>(&publish.payload)
-                    .ok()
-                    .and_then(|message| {
-                        message
-                            .pointer(&format!("/event/attributes/{SENT_KEY}"))
-                            .and_then(serde_json::Value::as_u64)
-                    });
-                if let Some(sent) = sent {
-                    let _ = latencies.send(arrived.saturating_sub(Duration::from_micros(sent)));
+                if let Some(item) = read(&publish.payload, epoch.elapsed()) {
+                    let _ = received.send(item);
                 }
             }
             Ok(_) => {}
             Err(_) => return,
         }
+    }
+}
+
+/// A live event's [`SENT_KEY`] attribute.
+fn sent_us(payload: &[u8]) -> Option<u64> {
+    serde_json::from_slice::<serde_json::Value>(payload)
+        .ok()?
+        .pointer(&format!("/event/attributes/{SENT_KEY}"))?
+        .as_u64()
+}
+
+/// The id of the event in an `appliance.event.v1` message.
+pub fn event_id(payload: &[u8]) -> Option<String> {
+    serde_json::from_slice::<serde_json::Value>(payload)
+        .ok()?
+        .pointer("/event/id")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Reads `topic` from the beginning of every partition on a thread of its own, turning each
+/// message into a `T`, until `stop` is dropped.
+fn kafka_reader<T: Send + 'static>(
+    brokers: &str,
+    topic: &str,
+    epoch: Instant,
+    read: Read<T>,
+) -> Result<(mpsc::UnboundedReceiver<T>, oneshot::Sender<()>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "bench-reader")
+        .set("enable.auto.commit", "false")
+        // Fetches answered as soon as anything is there: the live runs time the trip.
+        .set("fetch.wait.max.ms", "10")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;
+    let mut partitions = TopicPartitionList::new();
+    for partition in metadata.topics()[0].partitions() {
+        partitions.add_partition_offset(topic, partition.id(), Offset::Beginning)?;
+    }
+    // Assigned, not subscribed: no consumer-group rebalance to wait for.
+    consumer.assign(&partitions)?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (stop, mut stopped) = oneshot::channel();
+    std::thread::spawn(move || {
+        while matches!(stopped.try_recv(), Err(oneshot::error::TryRecvError::Empty)) {
+            let Some(Ok(message)) = consumer.poll(Duration::from_millis(50)) else {
+                continue;
+            };
+            let arrived = epoch.elapsed();
+            if let Some(item) = message.payload().and_then(|p| read(p, arrived)) {
+                let _ = tx.send(item);
+            }
+        }
+    });
+    Ok((rx, stop))
+}
+
+/// A Kafka consumer of a whole topic that turns each message into a `T` as it arrives.
+pub struct KafkaReader<T> {
+    pub arrivals: Arrivals<T>,
+    /// Dropped with the reader, which ends its thread.
+    _stop: oneshot::Sender<()>,
+}
+
+impl KafkaReader<Duration> {
+    /// Latencies: arrival minus the event's [`SENT_KEY`], both counted from `epoch`.
+    pub fn latencies(brokers: &str, topic: &str, epoch: Instant) -> Result<Self> {
+        let read = |payload: &[u8], arrived: Duration| {
+            let sent = sent_us(payload)?;
+            Some(arrived.saturating_sub(Duration::from_micros(sent)))
+        };
+        let (received, stop) = kafka_reader(brokers, topic, epoch, Box::new(read))?;
+        Ok(KafkaReader {
+            arrivals: Arrivals(received),
+            _stop: stop,
+        })
+    }
+}
+
+impl KafkaReader<String> {
+    /// The event id of every message, duplicates included.
+    pub fn event_ids(brokers: &str, topic: &str) -> Result<Self> {
+        let read = |payload: &[u8], _| event_id(payload);
+        let (received, stop) = kafka_reader(brokers, topic, Instant::now(), Box::new(read))?;
+        Ok(KafkaReader {
+            arrivals: Arrivals(received),
+            _stop: stop,
+        })
+    }
+}
+
+/// What a subscriber or reader made of the messages, in arrival order.
+pub struct Arrivals<T>(mpsc::UnboundedReceiver<T>);
+
+impl<T> Arrivals<T> {
+    /// The next `count` messages, failing if they take longer than `within`.
+    pub async fn next(&mut self, count: usize, within: Duration) -> Result<Vec<T>> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut out = Vec::with_capacity(count);
+        while out.len() < count {
+            match tokio::time::timeout_at(deadline, self.0.recv()).await {
+                Ok(Some(item)) => out.push(item),
+                Ok(None) => bail!(
+                    "the connection ended after {} of {count} messages",
+                    out.len()
+                ),
+                Err(_) => bail!(
+                    "only {} of {count} messages arrived within {within:?}",
+                    out.len()
+                ),
+            }
+        }
+        Ok(out)
+    }
+
+    /// What arrives until `done` holds for the messages so far or `quiet` passes without one.
+    pub async fn until(&mut self, quiet: Duration, mut done: impl FnMut(&[T]) -> bool) -> Vec<T> {
+        let mut out = Vec::new();
+        while !done(&out) {
+            match tokio::time::timeout(quiet, self.0.recv()).await {
+                Ok(Some(item)) => out.push(item),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        out
     }
 }
 

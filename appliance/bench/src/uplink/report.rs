@@ -1,11 +1,12 @@
 //! The markdown report `just bench uplink` prints.
 
+use std::collections::HashSet;
 use std::fmt::Write;
 use std::time::Duration;
 
 use appliance_uplink::Outgoing;
 
-use super::{BACKLOG_COMMIT, CURSOR_PROBES, LIVE_BATCH, MAX_BATCHES, WARM_UP};
+use super::{ARRIVAL_QUIET, BACKLOG_COMMIT, CURSOR_PROBES, LIVE_BATCH, MAX_BATCHES, WARM_UP};
 use crate::report::thousands;
 use crate::workload::Latency;
 
@@ -49,6 +50,67 @@ pub struct Drain {
     pub seconds: f64,
     /// Of which inside the publisher's `publish`: sending and waiting for acknowledgements.
     pub publishing: f64,
+    /// What a subscriber (MQTT) or a consumer (Kafka) received of the backlog.
+    pub arrivals: Option<Tally>,
+}
+
+/// A drain's backlog against what reached the other side, counted by event id.
+#[derive(Debug, Clone, Copy)]
+pub struct Tally {
+    /// Events of the backlog that never arrived.
+    pub lost: usize,
+    /// Arrivals of an event already received (at-least-once allows them).
+    pub duplicates: usize,
+}
+
+impl Tally {
+    pub fn of(expected: &[String], arrived: &[String]) -> Tally {
+        let expected: HashSet<&str> = expected.iter().map(String::as_str).collect();
+        let mut seen = HashSet::new();
+        let mut duplicates = 0;
+        for id in arrived {
+            if expected.contains(id.as_str()) && !seen.insert(id.as_str()) {
+                duplicates += 1;
+            }
+        }
+        Tally {
+            lost: expected.len() - seen.len(),
+            duplicates,
+        }
+    }
+}
+
+/// A live run's latencies, nearest-rank percentiles in ms.
+#[derive(Debug, Clone, Copy)]
+pub struct LiveLatency {
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+}
+
+impl LiveLatency {
+    pub fn of(samples: Vec<Duration>) -> LiveLatency {
+        let mut sorted = samples;
+        sorted.sort_unstable();
+        let p95 = (0.95 * sorted.len() as f64).ceil() as usize;
+        let p95_ms = sorted[p95.clamp(1, sorted.len()) - 1].as_secs_f64() * 1e3;
+        let latency = Latency::of(sorted);
+        LiveLatency {
+            p50_ms: latency.p50_ms,
+            p95_ms,
+            p99_ms: latency.p99_ms,
+        }
+    }
+}
+
+/// What a live row is compared with.
+pub enum Versus {
+    /// It is the baseline.
+    IsBaseline,
+    /// The baseline's p50 in ms.
+    Baseline(f64),
+    /// There is no baseline to compare it with.
+    None,
 }
 
 /// One line of the table.
@@ -59,11 +121,12 @@ pub struct Row {
     events: usize,
     seconds: f64,
     /// End-to-end latency, for the live runs.
-    latency: Option<Latency>,
+    latency: Option<LiveLatency>,
     /// Against the baseline of the same group, already in words.
     versus: String,
     /// Per batch, for a sender's drain: (all, publishing) in ms.
     per_batch: Option<(f64, f64)>,
+    arrivals: Option<Tally>,
 }
 
 impl Row {
@@ -77,6 +140,7 @@ impl Row {
             latency: None,
             versus: "1.00× events/s".to_owned(),
             per_batch: None,
+            arrivals: None,
         }
     }
 
@@ -97,29 +161,33 @@ impl Row {
                 drain.seconds * 1e3 / batches,
                 drain.publishing * 1e3 / batches,
             )),
+            arrivals: drain.arrivals,
         }
     }
 
-    /// A live run; `baseline_p50` is the baseline's p50 in ms, `None` for the baseline itself.
+    /// A live run.
     pub fn live(
         scenario: &str,
         batch: Option<usize>,
         events: usize,
         seconds: f64,
-        latency: Latency,
-        baseline_p50: Option<f64>,
+        latency: LiveLatency,
+        versus: Versus,
     ) -> Row {
+        let versus = match versus {
+            Versus::IsBaseline => format!("{} p50 latency", times(1.0)),
+            Versus::Baseline(p50) => format!("{} p50 latency", times(latency.p50_ms / p50)),
+            Versus::None => "–".to_owned(),
+        };
         Row {
             scenario: scenario.to_owned(),
             batch,
             events,
             seconds,
-            versus: format!(
-                "{} p50 latency",
-                times(baseline_p50.map_or(1.0, |b| latency.p50_ms / b))
-            ),
+            versus,
             latency: Some(latency),
             per_batch: None,
+            arrivals: None,
         }
     }
 
@@ -172,16 +240,19 @@ pub fn render(ctx: &Context, rows: &[Row]) -> String {
     );
     let _ = writeln!(
         out,
-        "| scenario | batch | events | seconds | events/s | latency p50 / p99 | vs baseline | ms per batch ⁵ | publishing | the rest |"
+        "| scenario | batch | events | seconds | events/s | latency p50 / p95 / p99 | vs baseline | ms per batch ⁵ | publishing | the rest | lost / dup ⁶ |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"
+    );
     for row in rows {
         let [all, publishing, rest] = row.per_batch.map_or_else(Default::default, |(all, p)| {
             [all, p, all - p].map(|ms| format!("{ms:.2}"))
         });
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.2} | {} | {} | {} | {all} | {publishing} | {rest} |",
+            "| {} | {} | {} | {:.2} | {} | {} | {} | {all} | {publishing} | {rest} | {} |",
             row.scenario,
             row.batch
                 .map_or_else(|| "–".to_owned(), |b| thousands(b as f64)),
@@ -189,10 +260,15 @@ pub fn render(ctx: &Context, rows: &[Row]) -> String {
             row.seconds,
             thousands(row.events_per_s()),
             row.latency.map_or_else(String::new, |l| format!(
-                "{:.2} / {:.2} ms",
-                l.p50_ms, l.p99_ms
+                "{:.2} / {:.2} / {:.2} ms",
+                l.p50_ms, l.p95_ms, l.p99_ms
             )),
             row.versus,
+            row.arrivals.map_or_else(String::new, |t| format!(
+                "{} / {}",
+                thousands(t.lost as f64),
+                thousands(t.duplicates as f64)
+            )),
         );
     }
     let _ = writeln!(
@@ -202,16 +278,18 @@ pub fn render(ctx: &Context, rows: &[Row]) -> String {
 holding the backlog, committed {commit} events per commit before the clock starts. The publisher \
 is connected first; the clock runs from the sender's start until its status shows the cursor at \
 the backlog's last outbox sequence, i.e. every message acknowledged and the cursor durable. A \
-drain makes at most {batches} batches, hence fewer events at the small batches. No subscriber \
-listens during the drains: the broker's acknowledgement is what the cursor waits for.
+drain makes at most {batches} batches, hence fewer events at the small batches. Each mosquitto \
+runs twice: as installed (`default config`) and with `set_tcp_nodelay true`, as the README \
+recommends for deployments; the default configuration skips batches 1 and 10.
 ² The same payloads and MQTT 5 properties, QoS 1, the publisher's limits (100 unacknowledged, a \
 request queue of 64), published back to back from memory on a connected client: no store read, \
 no cursor, no wait between batches. The clock runs from the first publish to the last PUBACK. An \
 unreported warm-up of {warm} messages goes first, on the same connection.
 ³ {rate} events/s for {secs} s on an absolute schedule, sender at batch {live}. Latency runs from \
 the moment an event is raised (the `append` call, its own durable commit included; for the \
-baseline, the publish call) to its arrival at an MQTT 5 QoS 1 subscriber in this process. The \
-subscriber, the producer and the sender share this machine's cores.
+baseline, the publish call) to its arrival at an MQTT 5 QoS 1 subscriber (Kafka: a consumer of \
+the topic, `fetch.wait.max.ms` 10) in this process. The subscriber, the producer and the sender \
+share this machine's cores.
 ⁴ Kafka (tansu, one broker): the real `KafkaPublisher` against a plain `FutureProducer` with its \
 settings (idempotent, acks=all, 5 requests in flight, murmur2 partitioner), the same keyed \
 messages produced back to back after a warm-up of {warm} on the same producer; the topic is \
@@ -224,8 +302,14 @@ A fixed cost per batch shows in `publishing` over MQTT because the sender waits 
 whole: about 40 ms, whatever the batch, is Nagle's algorithm on the broker (mosquitto's \
 `set_tcp_nodelay` is off by default) holding the batch's later PUBACKs until the box \
 acknowledges the first, which Linux delays by 40 ms since the waiting box has nothing to send \
-(the baseline never waits, so its data carries the acknowledgements). The Kafka publisher sets \
+(the baseline never waits, so its data carries the acknowledgements). With `set_tcp_nodelay \
+true` the broker sends each PUBACK at once and the 40 ms go, from the drains and from the live \
+runs' batches of more than one event alike. The Kafka publisher sets \
 `linger.ms` to 0 (the outbox batches already); the plain producer keeps librdkafka's default.
+⁶ Events of the backlog that never reached the other side, and arrivals of an event already \
+received, counted by event id: an MQTT 5 QoS 1 subscriber in this process listens during the \
+drain (sharing its cores), a Kafka consumer reads the drain's own topic after it. It waits until \
+every event arrived or none came for {quiet} s.
 
 Run took {elapsed:.0} s.",
         commit = BACKLOG_COMMIT,
@@ -234,6 +318,7 @@ Run took {elapsed:.0} s.",
         rate = ctx.rate,
         secs = ctx.live_seconds,
         live = LIVE_BATCH,
+        quiet = ARRIVAL_QUIET.as_secs(),
         elapsed = ctx.elapsed_s,
     );
     out
