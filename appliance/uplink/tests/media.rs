@@ -2,12 +2,14 @@
 //! message, byte for byte, with their properties; the queue is durable across outages and
 //! restarts; files that are gone or too large are skipped and counted.
 
+mod media_support;
 #[allow(
     dead_code,
     reason = "shared with tests/mqtt.rs; these tests use only the store helpers"
 )]
 mod support;
 
+use media_support::{file_bytes, media_options};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -34,31 +36,6 @@ const MEDIA: &str = "appliance/box-1/media/#";
 
 const SNAPSHOT: (MediaKind, &str, usize) = (MediaKind::Snapshot, "image/jpeg", 120_000);
 const CLIP: (MediaKind, &str, usize) = (MediaKind::Clip, "video/mp4", 400_000);
-
-fn media_options() -> MediaOptions {
-    MediaOptions {
-        ack_timeout: Duration::from_secs(10),
-        recheck: Duration::from_millis(200),
-        backoff_base: Duration::from_millis(100),
-        backoff_cap: Duration::from_millis(500),
-        seed: Some(7),
-        ..MediaOptions::default()
-    }
-}
-
-/// `len` bytes that differ for each `seed` (files are content-addressed: equal bytes would be one
-/// file).
-fn file_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// Stores an event with these files; returns it and the files' bytes, in its `media` order.
 async fn with_media(

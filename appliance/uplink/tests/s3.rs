@@ -4,12 +4,14 @@
 //! goes first, its file then lands in the bucket byte for byte, and its reference follows; a
 //! refused or unreachable object store keeps the file queued without holding back any event.
 
+mod media_support;
 #[allow(
     dead_code,
     reason = "shared with tests/mqtt.rs; these tests use the store helpers and the subscriber"
 )]
 mod support;
 
+use media_support::{file_bytes, media_options};
 use std::fs::File;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -20,7 +22,7 @@ use appliance_model::{Event, MediaKind};
 use appliance_store::EventStore;
 use appliance_tests::brokers::{BrokerOptions, Mosquitto};
 use appliance_uplink::media::{
-    MEDIA_NAMESPACE, MEDIA_REF_SCHEMA, MediaOptions, MediaStatus, MediaStatusHandle, MediaUploader,
+    MEDIA_NAMESPACE, MEDIA_REF_SCHEMA, MediaStatus, MediaStatusHandle, MediaUploader,
 };
 use appliance_uplink::mqtt::{MqttConfig, MqttPublisher};
 use appliance_uplink::s3::{S3Client, S3Config};
@@ -169,30 +171,6 @@ impl Drop for S3Server {
 
 fn s3_config(server: &S3Server) -> S3Config {
     S3Config::new(server.endpoint(), BUCKET, ACCESS_KEY, SECRET_KEY, DEVICE)
-}
-
-fn media_options() -> MediaOptions {
-    MediaOptions {
-        ack_timeout: Duration::from_secs(10),
-        recheck: Duration::from_millis(200),
-        backoff_base: Duration::from_millis(100),
-        backoff_cap: Duration::from_millis(500),
-        seed: Some(7),
-        ..MediaOptions::default()
-    }
-}
-
-/// `len` bytes that differ for each `seed`.
-fn file_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Stores an event with one snapshot; returns it and the snapshot's bytes.
