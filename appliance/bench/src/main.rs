@@ -55,7 +55,8 @@ enum Cmd {
     /// without a store; print a markdown report.
     Uplink {
         /// Events in each backlog (batch 1 drains fewer, see the report).
-        #[arg(long, default_value_t = 20_000)]
+        /// Default 100k: the backlog of an hours-long outage that issue 5 asks to drain.
+        #[arg(long, default_value_t = 100_000)]
         events: usize,
         /// Live events per second offered in the latency runs.
         #[arg(long, default_value_t = 200)]

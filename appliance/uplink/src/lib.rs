@@ -65,6 +65,38 @@ pub trait Publisher: Send + 'static {
         batch: &[Outgoing],
     ) -> impl Future<Output = Result<(), PublishError>> + Send;
 
+    /// Sends `batch` in order without waiting for the broker's acknowledgements; the returned
+    /// [`Ticket`] is handed to [`Publisher::settle`], which waits for them. The sender submits
+    /// several batches before settling the first, so that the broker always has the next
+    /// messages to answer (a broker that delays its last acknowledgements, as mosquitto with
+    /// Nagle's algorithm does, then costs no round trip per batch). Tickets are settled in the
+    /// order they were submitted; after any error the sender drops every unsettled ticket and
+    /// submits their batches again.
+    ///
+    /// The default keeps the batch in the ticket and sends it only in `settle`, with
+    /// [`Publisher::publish`]: one batch at a time, as before.
+    fn submit(
+        &mut self,
+        batch: &[Outgoing],
+    ) -> impl Future<Output = Result<Ticket, PublishError>> + Send {
+        let ticket = Ticket(TicketKind::Deferred(batch.to_vec()));
+        async move { Ok(ticket) }
+    }
+
+    /// Returns once the broker acknowledged every message of the ticket's batch, and every
+    /// batch submitted before it; an error means the batch (and every later one) must be sent
+    /// again.
+    fn settle(&mut self, ticket: Ticket) -> impl Future<Output = Result<(), PublishError>> + Send {
+        async move {
+            match ticket.0 {
+                TicketKind::Deferred(batch) => self.publish(&batch).await,
+                TicketKind::Mqtt(_) => Err(PublishError::Rejected(
+                    "a ticket of another publisher".to_owned(),
+                )),
+            }
+        }
+    }
+
     /// "mqtt", "kafka": for logs, metrics, the cursor's key.
     fn name(&self) -> &'static str;
 
@@ -74,4 +106,16 @@ pub trait Publisher: Send + 'static {
     fn media_queue(&self) -> Option<&MediaQueue> {
         None
     }
+}
+
+/// A batch [`Publisher::submit`] took, for [`Publisher::settle`].
+#[derive(Debug)]
+pub struct Ticket(TicketKind);
+
+#[derive(Debug)]
+enum TicketKind {
+    /// Not sent yet: [`Publisher::settle`]'s default publishes it.
+    Deferred(Vec<Outgoing>),
+    /// On an MQTT connection, waiting for its PUBACKs.
+    Mqtt(mqtt::Submitted),
 }

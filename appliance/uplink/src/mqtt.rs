@@ -9,7 +9,8 @@
 //! rumqttc keeps publishes in memory and drops them on a reconnect without a session, so it is
 //! never trusted with delivery: each connection is a fresh client and event loop (clean start),
 //! an event loop that fails is not polled again (it would reconnect at once, in a tight loop),
-//! and the batch in flight fails with it. The [`crate::sender::Sender`] sends the batch again
+//! and the batches in flight fail with it: a batch is settled only on the connection it was
+//! submitted on. The [`crate::sender::Sender`] sends the batch again
 //! from the outbox after its backoff, on a new connection.
 //!
 //! Matching PUBACKs to messages: on one connection the event loop takes publishes from its
@@ -50,7 +51,7 @@ use tokio::task::JoinHandle;
 
 use crate::media::MediaQueue;
 use crate::schema::StatusMessage;
-use crate::{Outgoing, PublishError, Publisher};
+use crate::{Outgoing, PublishError, Publisher, Ticket, TicketKind};
 
 /// `topic_prefix` when the configuration names none.
 pub const DEFAULT_TOPIC_PREFIX: &str = "appliance";
@@ -68,6 +69,9 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 const REQUEST_CHANNEL: usize = 64;
 /// Most unacknowledged publishes on the wire (the broker's receive maximum may lower it). rumqttc
 /// allocates a slot per possible packet id up front, so the default (65535) costs megabytes.
+/// The sender's pipeline (several batches submitted) may hold more messages than this: the
+/// surplus waits in the request channel and `submit` waits for room there, which the driver
+/// frees as PUBACKs arrive. That is back-pressure, never a deadlock, and the wire stays busy.
 const MAX_IN_FLIGHT: u16 = 100;
 /// How long a side-channel message may wait for room among the events queued towards the broker:
 /// during a backlog drain the request channel is full most of the time, and a slow link or a
@@ -245,6 +249,8 @@ pub struct MqttPublisher {
     events_topic: String,
     status_topic: String,
     connection: Option<Connection>,
+    /// Connections made so far: which one a [`Submitted`] batch went on.
+    connections: u64,
     /// The established connection, for the side channels.
     shared: SharedLink,
     /// Where the messages the cloud sends us (`<device topic>/cmd/…`) go, and their reader
@@ -352,6 +358,7 @@ impl MqttPublisher {
             events_topic,
             status_topic,
             connection: None,
+            connections: 0,
             shared: SharedLink::default(),
             downlink,
             downlink_rx: Some(downlink_rx),
@@ -431,16 +438,18 @@ impl MqttPublisher {
         Ok(connection)
     }
 
-    async fn send(&mut self, batch: &[Outgoing]) -> Result<(), PublishError> {
+    /// Puts `batch` on the connection (made first if there is none) without waiting for its
+    /// PUBACKs. Waits only for room among the publishes queued towards the broker: with several
+    /// batches submitted, that is back-pressure from rumqttc's window ([`MAX_IN_FLIGHT`], or the
+    /// broker's receive maximum), which the driver task frees as PUBACKs come in.
+    async fn send(&mut self, batch: &[Outgoing]) -> Result<Submitted, PublishError> {
         if self.connection.as_ref().is_none_or(Connection::failed) {
             // Gone before a new one opens: two live clients with one id would kick each other.
             self.connection = None;
             self.connection = Some(self.connect().await?);
+            self.connections += 1;
         }
         let connection = self.connection.as_mut().expect("connected just above");
-        let Some(first) = batch.first() else {
-            return Ok(());
-        };
         // Ascending, with gaps where the media uploader's files went in between.
         let mut ordinals = Vec::with_capacity(batch.len());
         for message in batch {
@@ -451,10 +460,34 @@ impl MqttPublisher {
                     .await?,
             );
         }
-        let last = *ordinals.last().expect("the batch is not empty");
+        Ok(Submitted {
+            connection: self.connections,
+            ordinals,
+            seqs: batch.iter().map(|message| message.seq).collect(),
+        })
+    }
+
+    /// Waits for the PUBACKs of a batch [`MqttPublisher::send`] put on the connection.
+    async fn confirm(&mut self, submitted: Submitted) -> Result<(), PublishError> {
+        let (Some(&last), Some(&first_seq)) = (submitted.ordinals.last(), submitted.seqs.first())
+        else {
+            return Ok(());
+        };
+        let connection = match self.connection.as_mut() {
+            Some(connection) if self.connections == submitted.connection => connection,
+            // Its connection failed since (an error settling an earlier batch, say): whatever
+            // rumqttc held of the batch went with it.
+            _ => {
+                return Err(PublishError::Connection(format!(
+                    "{}: the connection the batch from seq {first_seq} went on is gone",
+                    self.endpoint
+                )));
+            }
+        };
         let refused = connection.acked(last + 1).await?;
         // (index in the batch, reason) of our refused messages; a refused media file is the
         // uploader's business.
+        let ordinals = &submitted.ordinals;
         let refused: Vec<_> = refused
             .iter()
             .filter_map(|(ordinal, reason)| Some((ordinals.binary_search(ordinal).ok()?, reason)))
@@ -462,30 +495,61 @@ impl MqttPublisher {
         match refused.first() {
             None => Ok(()),
             Some((index, reason)) => {
-                let seq = batch[*index].seq;
+                let seq = submitted.seqs[*index];
                 Err(PublishError::Rejected(format!(
-                    "{} refused {} of {} events on {} (seq {seq}: {reason}; batch from seq {})",
+                    "{} refused {} of {} events on {} (seq {seq}: {reason}; batch from seq {first_seq})",
                     self.endpoint,
                     refused.len(),
-                    batch.len(),
+                    submitted.seqs.len(),
                     self.events_topic,
-                    first.seq
                 )))
             }
         }
     }
+
+    /// Whatever rumqttc still holds of a failed batch goes with the connection: the sender sends
+    /// it again, from the outbox, on a new one. Dropping it closes the socket without
+    /// DISCONNECT, so the broker publishes our last will (`offline`).
+    fn check<T>(&mut self, result: Result<T, PublishError>) -> Result<T, PublishError> {
+        if result.is_err() {
+            self.connection = None;
+        }
+        result
+    }
+}
+
+/// A batch on one connection, waiting for its PUBACKs: the MQTT [`Ticket`].
+#[derive(Debug)]
+pub(crate) struct Submitted {
+    /// Which of the publisher's connections it went on.
+    connection: u64,
+    /// The connection's ordinals of its messages, ascending.
+    ordinals: Vec<u64>,
+    /// The outbox sequences of its messages, for errors.
+    seqs: Vec<u64>,
 }
 
 impl Publisher for MqttPublisher {
     async fn publish(&mut self, batch: &[Outgoing]) -> Result<(), PublishError> {
+        let result = match self.send(batch).await {
+            Ok(submitted) => self.confirm(submitted).await,
+            Err(error) => Err(error),
+        };
+        self.check(result)
+    }
+
+    async fn submit(&mut self, batch: &[Outgoing]) -> Result<Ticket, PublishError> {
         let result = self.send(batch).await;
-        if result.is_err() {
-            // Whatever rumqttc still holds of the batch goes with the connection: the sender
-            // sends the batch again, from the outbox, on a new one. Dropping it closes the
-            // socket without DISCONNECT, so the broker publishes our last will (`offline`).
-            self.connection = None;
-        }
-        result
+        self.check(result)
+            .map(|submitted| Ticket(TicketKind::Mqtt(submitted)))
+    }
+
+    async fn settle(&mut self, ticket: Ticket) -> Result<(), PublishError> {
+        let result = match ticket.0 {
+            TicketKind::Mqtt(submitted) => self.confirm(submitted).await,
+            TicketKind::Deferred(batch) => return self.publish(&batch).await,
+        };
+        self.check(result)
     }
 
     fn name(&self) -> &'static str {

@@ -1,11 +1,18 @@
 //! The drain loop of one upstream: outbox → batch → publisher → cursor.
 //!
 //! A [`Sender`] reads the outbox after its cursor, in commit order, builds the schema messages,
-//! hands them to its [`Publisher`], and only once the publisher returned `Ok` (the broker
-//! acknowledged every message) commits the batch's last sequence as its new cursor, durably, in
-//! the store (`uplink.cursor`, key = the publisher's name). A crash anywhere before that commit
-//! sends the batch again after the restart; nothing after the cursor is ever skipped. Events that
-//! retention deleted before they were sent are skipped and counted, never waited for.
+//! hands them to its [`Publisher`], and only once the publisher settled the batch (the broker
+//! acknowledged every message of it and of every batch before it) commits the batch's last
+//! sequence as its new cursor, durably, in the store (`uplink.cursor`, key = the publisher's
+//! name). A crash anywhere before that commit sends the batch again after the restart; nothing
+//! after the cursor is ever skipped. Events that retention deleted before they were sent are
+//! skipped and counted, never waited for.
+//!
+//! Up to [`PIPELINE_DEPTH`] batches are in flight: submitted ([`Publisher::submit`]) and not yet
+//! settled ([`Publisher::settle`]). They are settled strictly in order, the cursor committed after
+//! each; any error drops every unsettled batch, and the sender reads and submits again from the
+//! cursor. A message may therefore arrive twice, always with the same event id, and the first
+//! arrival of each event keeps the commit order.
 //!
 //! The cursor of each upstream is what the daemon's outbox pruning reads: an outbox entry can go
 //! once every upstream's cursor has passed it.
@@ -14,6 +21,7 @@
 //! events queued (`uplink.media`, see [`crate::media`]) in the same commit as the cursor, so a
 //! crash neither loses a delivered event's media nor queues them twice.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +35,7 @@ use utoipa::ToSchema;
 use crate::backoff::Backoff;
 use crate::media::QueuedMedia;
 use crate::schema::EventMessage;
-use crate::{Outgoing, PublishError, Publisher};
+use crate::{Outgoing, PublishError, Publisher, Ticket};
 
 /// The store state namespace of the cursors: key = publisher name, value = the last delivered
 /// outbox sequence as decimal text.
@@ -36,6 +44,12 @@ pub const CURSOR_NAMESPACE: &str = "uplink.cursor";
 pub const DEPTH_LIMIT: usize = 10_000;
 /// How often `depth` is counted afresh while a backlog drains (in between it is estimated).
 const DEPTH_RECOUNT: Duration = Duration::from_secs(1);
+/// Most batches submitted to the publisher and not yet settled. More than one, so that the
+/// broker has the next batch's messages to answer while the last acknowledgements of a batch are
+/// on their way: mosquitto in its default configuration (no `set_tcp_nodelay`) otherwise holds
+/// them for a delayed ACK, about 40 ms per batch. A few are enough to keep the link busy; each
+/// one more is a batch read ahead of the cursor and sent again after a failure.
+const PIPELINE_DEPTH: usize = 4;
 
 /// How a [`Sender`] paces itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -317,6 +331,19 @@ pub struct Sender<P: Publisher> {
     wake: Arc<Notify>,
     status: watch::Sender<Tracker>,
     depth_counted: Option<Instant>,
+    /// Submitted and not yet settled, in outbox order.
+    in_flight: VecDeque<InFlight>,
+    /// The last outbox sequence submitted: the next batch is read after it.
+    read_to: Option<u64>,
+}
+
+/// A batch submitted to the publisher, waiting to be settled.
+struct InFlight {
+    batch: Batch,
+    /// `None`: every entry of the batch was skipped, nothing went.
+    ticket: Option<Ticket>,
+    /// Whether the outbox had a whole batch: more may follow it.
+    full: bool,
 }
 
 impl<P: Publisher> Sender<P> {
@@ -356,6 +383,8 @@ impl<P: Publisher> Sender<P> {
             wake,
             status,
             depth_counted: None,
+            in_flight: VecDeque::new(),
+            read_to: cursor,
         })
     }
 
@@ -363,7 +392,7 @@ impl<P: Publisher> Sender<P> {
         StatusHandle(self.status.subscribe())
     }
 
-    /// Drains until `cancel`; a batch in flight then is abandoned (sent again next start).
+    /// Drains until `cancel`; the batches in flight then are abandoned (sent again next start).
     pub async fn run(mut self, cancel: CancellationToken) {
         let name = self.publisher.name();
         tracing::info!(upstream = name, cursor = ?self.cursor, "uplink sender started");
@@ -406,12 +435,25 @@ impl<P: Publisher> Sender<P> {
         tracing::info!(upstream = name, cursor = ?self.cursor, "uplink sender stopped");
     }
 
+    /// One batch settled (or, idle, a connection check); on any error every unsettled batch is
+    /// dropped, to be read and sent again from the cursor.
     async fn step(&mut self) -> Result<Step, SendError> {
-        let entries = self.store.outbox(self.cursor, self.options.batch)?;
-        if let Some(queue) = self.publisher.media_queue() {
-            queue.events_pending(!entries.is_empty());
+        let result = self.advance().await;
+        if result.is_err() {
+            self.in_flight.clear();
+            self.read_to = self.cursor;
         }
-        let Some(batch) = build_batch(&self.store, &self.device_id, &entries)? else {
+        result
+    }
+
+    async fn advance(&mut self) -> Result<Step, SendError> {
+        self.fill().await?;
+        let Some(InFlight {
+            batch,
+            ticket,
+            full,
+        }) = self.in_flight.pop_front()
+        else {
             // Nothing to send: check (or make) the connection anyway, so that the status and a
             // reconnect do not wait for the next event.
             self.publisher.publish(&[]).await?;
@@ -419,10 +461,8 @@ impl<P: Publisher> Sender<P> {
             self.status.send_modify(|t| t.idle(Timestamp::now()));
             return Ok(Step::CaughtUp);
         };
-        let depth = self.depth(entries.len())?;
-        self.status.send_modify(|t| t.sending(&batch, depth));
-        if !batch.outgoing.is_empty() {
-            self.publisher.publish(&batch.outgoing).await?;
+        if let Some(ticket) = ticket {
+            self.publisher.settle(ticket).await?;
         }
         let mut changes = vec![cursor_change(self.publisher.name(), batch.through)];
         let media_queue = self.publisher.media_queue();
@@ -430,20 +470,65 @@ impl<P: Publisher> Sender<P> {
             changes.extend(batch.media.iter().map(QueuedMedia::enqueue));
         }
         self.store.commit(Vec::new(), changes).await?;
-        let caught_up = entries.len() < self.options.batch;
+        // A batch that was not full is the last one read: nothing is in flight after it.
+        let caught_up = !full;
         if let Some(queue) = media_queue {
             queue.enqueued(&batch.media);
             queue.events_pending(!caught_up);
         }
         self.cursor = Some(batch.through);
         self.recovered();
-        self.status
-            .send_modify(|t| t.delivered(&batch, caught_up, Timestamp::now()));
+        let next_oldest = self.in_flight.iter().find_map(|f| f.batch.oldest_recorded);
+        self.status.send_modify(|t| {
+            t.delivered(&batch, caught_up, Timestamp::now());
+            if let Some(at) = next_oldest {
+                t.oldest_pending = Some(at);
+            }
+        });
         Ok(if caught_up {
             Step::CaughtUp
         } else {
             Step::More
         })
+    }
+
+    /// Reads and submits batches after the last one submitted until [`PIPELINE_DEPTH`] are in
+    /// flight or the outbox has no full batch more.
+    async fn fill(&mut self) -> Result<(), SendError> {
+        while self.in_flight.len() < PIPELINE_DEPTH
+            && self.in_flight.back().is_none_or(|last| last.full)
+        {
+            let entries = self.store.outbox(self.read_to, self.options.batch)?;
+            if self.in_flight.is_empty()
+                && let Some(queue) = self.publisher.media_queue()
+            {
+                queue.events_pending(!entries.is_empty());
+            }
+            let Some(batch) = build_batch(&self.store, &self.device_id, &entries)? else {
+                return Ok(());
+            };
+            let depth = self.depth(entries.len())?;
+            let first = self.in_flight.is_empty();
+            self.status.send_modify(|t| {
+                if first {
+                    t.sending(&batch, depth);
+                } else {
+                    t.status.depth = depth;
+                }
+            });
+            let ticket = if batch.outgoing.is_empty() {
+                None
+            } else {
+                Some(self.publisher.submit(&batch.outgoing).await?)
+            };
+            self.read_to = Some(batch.through);
+            self.in_flight.push_back(InFlight {
+                batch,
+                ticket,
+                full: entries.len() >= self.options.batch,
+            });
+        }
+        Ok(())
     }
 
     fn recovered(&mut self) {
@@ -453,19 +538,25 @@ impl<P: Publisher> Sender<P> {
         self.backoff.reset();
     }
 
-    /// Outbox entries after the cursor, the batch of `read` entries included: exact when the
-    /// batch was not full, else counted up to [`DEPTH_LIMIT`] at most once per second and
+    /// Outbox entries after the cursor, the batches in flight and the batch of `read` entries
+    /// included: exact when the batch was not full, else counted up to [`DEPTH_LIMIT`] at most once per second and
     /// estimated from the last count in between, so a long drain does not pay a full count per
     /// batch.
     fn depth(&mut self, read: usize) -> Result<u64, StoreError> {
-        if read < self.options.batch {
-            return Ok(read as u64);
+        let read = (read
+            + self
+                .in_flight
+                .iter()
+                .map(|f| f.batch.entries)
+                .sum::<usize>()) as u64;
+        if read < self.options.batch as u64 * (self.in_flight.len() as u64 + 1) {
+            return Ok(read);
         }
         if self
             .depth_counted
             .is_some_and(|at| at.elapsed() < DEPTH_RECOUNT)
         {
-            return Ok(self.status.borrow().status.depth.max(read as u64));
+            return Ok(self.status.borrow().status.depth.max(read));
         }
         self.depth_counted = Some(Instant::now());
         Ok(self.store.outbox(self.cursor, DEPTH_LIMIT)?.len() as u64)

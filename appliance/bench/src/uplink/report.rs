@@ -294,17 +294,15 @@ share this machine's cores.
 settings (idempotent, acks=all, 5 requests in flight, murmur2 partitioner), the same keyed \
 messages produced back to back after a warm-up of {warm} on the same producer; the topic is \
 created before the clock starts.
-⁵ The drain's seconds ÷ its batches, split into the time inside the publisher's `publish` \
-(sending the batch and waiting for every acknowledgement) and the rest: the sender's own work \
-between batches, i.e. reading the outbox and the events, building the messages and committing \
-the cursor (both timed above). The sender does these one after the other, never overlapping. \
-A fixed cost per batch shows in `publishing` over MQTT because the sender waits for each batch \
-whole: about 40 ms, whatever the batch, is Nagle's algorithm on the broker (mosquitto's \
-`set_tcp_nodelay` is off by default) holding the batch's later PUBACKs until the box \
-acknowledges the first, which Linux delays by 40 ms since the waiting box has nothing to send \
-(the baseline never waits, so its data carries the acknowledgements). With `set_tcp_nodelay \
-true` the broker sends each PUBACK at once and the 40 ms go, from the drains and from the live \
-runs' batches of more than one event alike. The Kafka publisher sets \
+⁵ The drain's seconds ÷ its batches, split into the time inside the publisher (submitting \
+batches and settling them: waiting for every acknowledgement) and the rest: the sender's own \
+work between batches, i.e. reading the outbox and the events, building the messages and \
+committing the cursor. The sender keeps up to 4 batches in flight and settles them in order, \
+so `publishing` adds up overlapping waits. Against a broker with Nagle's algorithm on \
+(mosquitto's `set_tcp_nodelay` is off by default) the later PUBACKs of a batch wait until the \
+box's next data or its delayed ACK (40 ms); with several batches in flight the next batch is \
+that data, so the 40 ms show only when the sender runs out of batches, in the live runs. \
+The Kafka publisher sets \
 `linger.ms` to 0 (the outbox batches already); the plain producer keeps librdkafka's default.
 ⁶ Events of the backlog that never reached the other side, and arrivals of an event already \
 received, counted by event id: an MQTT 5 QoS 1 subscriber in this process listens during the \

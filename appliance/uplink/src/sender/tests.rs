@@ -352,3 +352,123 @@ async fn idle_senders_check_the_connection() {
     cancel.cancel();
     task.await.unwrap();
 }
+
+/// What a [`Pipelined`] publisher was asked: (first seq of the batch, whether it settled it, the
+/// stored cursor then).
+type Call = (u64, bool, Option<u64>);
+
+/// A publisher that sends at `submit` and confirms at `settle`, like the MQTT one; fails the
+/// settles it is told to.
+#[derive(Clone)]
+struct Pipelined {
+    store: EventStore,
+    calls: Arc<Mutex<Vec<Call>>>,
+    /// Settles (counted from 1) that fail.
+    fail_settles: Arc<Mutex<Vec<usize>>>,
+    settles: Arc<Mutex<usize>>,
+}
+
+impl Publisher for Pipelined {
+    async fn publish(&mut self, batch: &[Outgoing]) -> Result<(), PublishError> {
+        assert!(batch.is_empty(), "batches are submitted");
+        Ok(())
+    }
+
+    async fn submit(&mut self, batch: &[Outgoing]) -> Result<Ticket, PublishError> {
+        self.calls.lock().unwrap().push((batch[0].seq, false, None));
+        Ok(Ticket(crate::TicketKind::Deferred(batch.to_vec())))
+    }
+
+    async fn settle(&mut self, ticket: Ticket) -> Result<(), PublishError> {
+        let crate::TicketKind::Deferred(batch) = ticket.0 else {
+            unreachable!()
+        };
+        let cursor = read_cursor(&self.store, "pipelined").unwrap();
+        self.calls
+            .lock()
+            .unwrap()
+            .push((batch[0].seq, true, cursor));
+        let n = {
+            let mut settles = self.settles.lock().unwrap();
+            *settles += 1;
+            *settles
+        };
+        if self.fail_settles.lock().unwrap().contains(&n) {
+            return Err(PublishError::Connection("lost".into()));
+        }
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "pipelined"
+    }
+}
+
+#[tokio::test]
+async fn batches_are_pipelined_settled_in_order_and_resent_from_the_cursor_after_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let now = now_ms();
+    store
+        .append_many((0..70).map(|n| event("cam", now - 70 + n)).collect())
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = store
+        .outbox(None, 100)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    let first = |batch: usize| seqs[batch * 10];
+    let through = |batch: usize| Some(seqs[batch * 10 + 9]);
+    let publisher = Pipelined {
+        store: store.clone(),
+        calls: Arc::default(),
+        // The second batch fails while the third to fifth are in flight.
+        fail_settles: Arc::new(Mutex::new(vec![2])),
+        settles: Arc::default(),
+    };
+    let calls = Arc::clone(&publisher.calls);
+    let options = SenderOptions {
+        batch: 10,
+        ..fast()
+    };
+    let sender = Sender::new(store.clone(), publisher, "box-1", options).unwrap();
+    let mut status = sender.status();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(sender.run(cancel.clone()));
+    wait(&mut status, "drained", |s| s.cursor == through(6)).await;
+    cancel.cancel();
+    task.await.unwrap();
+
+    let submit = |batch| (first(batch), false, None);
+    let settle = |batch: usize| {
+        let cursor = batch.checked_sub(1).and_then(through);
+        (first(batch), true, cursor)
+    };
+    let expected = vec![
+        // Four in flight before the first settles; the cursor moves after each.
+        submit(0),
+        submit(1),
+        submit(2),
+        submit(3),
+        settle(0),
+        submit(4),
+        settle(1), // fails: 2 to 4 are dropped unsettled, and everything from 1 goes again
+        submit(1),
+        submit(2),
+        submit(3),
+        submit(4),
+        settle(1),
+        submit(5),
+        settle(2),
+        submit(6),
+        settle(3),
+        settle(4),
+        settle(5),
+        settle(6),
+    ];
+    assert_eq!(*calls.lock().unwrap(), expected);
+    let s = status.snapshot();
+    assert_eq!((s.delivered, s.depth, s.oldest_pending_ms), (70, 0, None));
+}
