@@ -9,7 +9,7 @@ mod media_support;
 )]
 mod support;
 
-use media_support::{file_bytes, media_options};
+use media_support::{Running, file_bytes, media_options};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -17,15 +17,13 @@ use appliance_model::{Event, MediaKind};
 use appliance_store::EventStore;
 use appliance_tests::brokers::{BrokerOptions, Mosquitto};
 use appliance_uplink::media::{
-    MEDIA_NAMESPACE, MEDIA_REF_SCHEMA, MediaOptions, MediaStatus, MediaStatusHandle, MediaUploader,
-    QueuedMedia,
+    MEDIA_NAMESPACE, MEDIA_REF_SCHEMA, MediaOptions, MediaUploader, QueuedMedia,
 };
 use appliance_uplink::mqtt::{MqttConfig, MqttPublisher};
-use appliance_uplink::sender::{Sender, StatusHandle, UplinkStatus};
+use appliance_uplink::sender::Sender;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Packet;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use support::{Inbox, Subscriber, event, open_store, quick_options};
@@ -55,14 +53,6 @@ async fn with_media(
     (store.append(new).await.unwrap(), contents)
 }
 
-/// A sender and a media uploader on one MQTT publisher, as the daemon runs them.
-struct Running {
-    events: StatusHandle,
-    media: MediaStatusHandle,
-    cancel: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
-}
-
 impl Running {
     /// With `upload` false the uploader is made (so the sender queues media) but not run.
     fn start(
@@ -86,38 +76,6 @@ impl Running {
             media,
             cancel,
             tasks,
-        }
-    }
-
-    async fn wait_events(
-        &mut self,
-        what: &str,
-        done: impl FnMut(&UplinkStatus) -> bool,
-    ) -> UplinkStatus {
-        let waited =
-            tokio::time::timeout(Duration::from_secs(15), self.events.wait_for(done)).await;
-        match waited {
-            Ok(Some(status)) => status,
-            _ => panic!("{what}: status {:#?}", self.events.snapshot()),
-        }
-    }
-
-    async fn wait_media(
-        &mut self,
-        what: &str,
-        done: impl FnMut(&MediaStatus) -> bool,
-    ) -> MediaStatus {
-        let waited = tokio::time::timeout(Duration::from_secs(15), self.media.wait_for(done)).await;
-        match waited {
-            Ok(Some(status)) => status,
-            _ => panic!("{what}: media status {:#?}", self.media.snapshot()),
-        }
-    }
-
-    async fn stop(self) {
-        self.cancel.cancel();
-        for task in self.tasks {
-            task.await.unwrap();
         }
     }
 }

@@ -11,7 +11,7 @@ mod media_support;
 )]
 mod support;
 
-use media_support::{file_bytes, media_options};
+use media_support::{Running, file_bytes, media_options};
 use std::fs::File;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -21,16 +21,13 @@ use std::time::{Duration, Instant};
 use appliance_model::{Event, MediaKind};
 use appliance_store::EventStore;
 use appliance_tests::brokers::{BrokerOptions, Mosquitto};
-use appliance_uplink::media::{
-    MEDIA_NAMESPACE, MEDIA_REF_SCHEMA, MediaStatus, MediaStatusHandle, MediaUploader,
-};
+use appliance_uplink::media::{MEDIA_NAMESPACE, MEDIA_REF_SCHEMA, MediaUploader};
 use appliance_uplink::mqtt::{MqttConfig, MqttPublisher};
 use appliance_uplink::s3::{S3Client, S3Config};
-use appliance_uplink::sender::{Sender, StatusHandle, UplinkStatus};
+use appliance_uplink::sender::Sender;
 use rusty_s3::actions::{GetObject, S3Action};
 use rusty_s3::{Bucket, Credentials, UrlStyle};
 use serde_json::Value;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use support::{Message, Subscriber, event, open_store, quick_options};
@@ -201,14 +198,6 @@ fn last_seq(store: &EventStore) -> u64 {
     store.outbox(None, 100_000).unwrap().last().unwrap().seq
 }
 
-/// A sender and a media uploader to S3 on one MQTT publisher, as the daemon runs them.
-struct Running {
-    events: StatusHandle,
-    media: MediaStatusHandle,
-    cancel: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
-}
-
 impl Running {
     fn start(store: &EventStore, broker: &Mosquitto, s3: S3Config) -> Running {
         let mut publisher = MqttPublisher::new(MqttConfig::new(broker.url(), DEVICE)).unwrap();
@@ -227,35 +216,6 @@ impl Running {
             media,
             cancel,
             tasks,
-        }
-    }
-
-    async fn wait_events(&mut self, what: &str, done: impl FnMut(&UplinkStatus) -> bool) {
-        let waited =
-            tokio::time::timeout(Duration::from_secs(15), self.events.wait_for(done)).await;
-        assert!(
-            matches!(waited, Ok(Some(_))),
-            "{what}: status {:#?}",
-            self.events.snapshot()
-        );
-    }
-
-    async fn wait_media(
-        &mut self,
-        what: &str,
-        done: impl FnMut(&MediaStatus) -> bool,
-    ) -> MediaStatus {
-        let waited = tokio::time::timeout(Duration::from_secs(15), self.media.wait_for(done)).await;
-        match waited {
-            Ok(Some(status)) => status,
-            _ => panic!("{what}: media status {:#?}", self.media.snapshot()),
-        }
-    }
-
-    async fn stop(self) {
-        self.cancel.cancel();
-        for task in self.tasks {
-            task.await.unwrap();
         }
     }
 }

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use appliance_uplink::media::MediaOptions;
+use appliance_uplink::media::{MediaOptions, MediaStatus, MediaStatusHandle};
+use appliance_uplink::sender::{StatusHandle, UplinkStatus};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 pub fn media_options() -> MediaOptions {
     MediaOptions {
@@ -28,4 +31,47 @@ pub fn file_bytes(seed: u64, len: usize) -> Vec<u8> {
             x as u8
         })
         .collect()
+}
+
+/// A sender and a media uploader running on a test's runtime; each test file starts its own.
+/// A sender and a media uploader on one MQTT publisher, as the daemon runs them.
+pub struct Running {
+    pub events: StatusHandle,
+    pub media: MediaStatusHandle,
+    pub cancel: CancellationToken,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    pub async fn wait_events(
+        &mut self,
+        what: &str,
+        done: impl FnMut(&UplinkStatus) -> bool,
+    ) -> UplinkStatus {
+        let waited =
+            tokio::time::timeout(Duration::from_secs(15), self.events.wait_for(done)).await;
+        match waited {
+            Ok(Some(status)) => status,
+            _ => panic!("{what}: status {:#?}", self.events.snapshot()),
+        }
+    }
+
+    pub async fn wait_media(
+        &mut self,
+        what: &str,
+        done: impl FnMut(&MediaStatus) -> bool,
+    ) -> MediaStatus {
+        let waited = tokio::time::timeout(Duration::from_secs(15), self.media.wait_for(done)).await;
+        match waited {
+            Ok(Some(status)) => status,
+            _ => panic!("{what}: media status {:#?}", self.media.snapshot()),
+        }
+    }
+
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+    }
 }
