@@ -232,9 +232,9 @@ fn a_daemon_killed_mid_drain_resends_only_what_was_not_acknowledged() {
             .map(|(s, _)| s)
             .collect::<BTreeSet<_>>()
             .len();
-    // Only the batch in flight at the kill (acknowledged, perhaps, but its cursor not stored)
-    // is sent again.
-    assert!(repeats <= 1, "{repeats} repeats");
+    // Only the batches in flight at the kill (acknowledged, perhaps, but the cursor not stored
+    // past them) are sent again: the sender keeps at most 4 of these 1-event batches in flight.
+    assert!(repeats <= 4, "{repeats} repeats");
 }
 
 #[test]
