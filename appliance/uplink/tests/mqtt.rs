@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use appliance_tests::brokers::{BrokerOptions, Mosquitto};
-use support::{Message, Subscriber, TestCa, event, open_store, quick_options};
+use support::{Message, Subscriber, TestCa, commit, event, open_store, outbox, quick_options};
 
 const DEVICE: &str = "box-1";
 const EVENTS: &str = "appliance/box-1/events";
@@ -61,16 +61,6 @@ impl Running {
     }
 }
 
-/// (seq, event id) of every outbox entry, in commit order.
-fn outbox(store: &EventStore) -> Vec<(u64, String)> {
-    store
-        .outbox(None, 100_000)
-        .unwrap()
-        .iter()
-        .map(|e| (e.seq, e.id.to_string()))
-        .collect()
-}
-
 /// (seq, event id) of event messages, checking the envelope of each.
 fn received(messages: &[Message]) -> Vec<(u64, String)> {
     messages
@@ -85,13 +75,6 @@ fn received(messages: &[Message]) -> Vec<(u64, String)> {
             (seq, id)
         })
         .collect()
-}
-
-async fn commit(store: &EventStore, camera: &str, count: i64) {
-    store
-        .append_many((0..count).map(|n| event(camera, n)).collect())
-        .await
-        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

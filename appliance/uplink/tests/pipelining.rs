@@ -12,12 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use appliance_store::EventStore;
 use appliance_tests::brokers::{BrokerOptions, Mosquitto};
 use appliance_uplink::mqtt::{MqttConfig, MqttPublisher};
 use appliance_uplink::sender::{Sender, SenderOptions, StatusHandle, UplinkStatus};
 use appliance_uplink::{Outgoing, PublishError, Publisher, Ticket};
-use support::{Subscriber, event, open_store, quick_options};
+use support::{Subscriber, commit, open_store, outbox, quick_options};
 use tokio_util::sync::CancellationToken;
 
 const DEVICE: &str = "box-1";
@@ -81,23 +80,6 @@ impl Publisher for Watched {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
-}
-
-/// (seq, event id) of every outbox entry, in commit order.
-fn outbox(store: &EventStore) -> Vec<(u64, String)> {
-    store
-        .outbox(None, 100_000)
-        .unwrap()
-        .iter()
-        .map(|e| (e.seq, e.id.to_string()))
-        .collect()
-}
-
-async fn commit(store: &EventStore, camera: &str, count: i64) {
-    store
-        .append_many((0..count).map(|n| event(camera, n)).collect())
-        .await
-        .unwrap();
 }
 
 async fn wait(

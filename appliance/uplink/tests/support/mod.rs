@@ -218,3 +218,21 @@ pub fn quick_options() -> appliance_uplink::sender::SenderOptions {
         seed: Some(7),
     }
 }
+
+/// (seq, event id) of every outbox entry, in commit order.
+pub fn outbox(store: &EventStore) -> Vec<(u64, String)> {
+    store
+        .outbox(None, 100_000)
+        .unwrap()
+        .iter()
+        .map(|e| (e.seq, e.id.to_string()))
+        .collect()
+}
+
+/// Commits `count` events of `camera` in one group.
+pub async fn commit(store: &EventStore, camera: &str, count: i64) {
+    store
+        .append_many((0..count).map(|n| event(camera, n)).collect())
+        .await
+        .unwrap();
+}
