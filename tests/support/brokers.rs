@@ -344,22 +344,24 @@ impl Tansu {
             .stderr(out)
             .spawn()
             .expect("tansu runs (scripts/setup-packages.sh installs it: cargo install tansu)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            let exited = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            if exited.is_some() || Instant::now() > deadline {
-                panic!(
-                    "tansu did not start on port {} ({exited:?}):\n{}",
-                    self.port,
-                    std::fs::read_to_string(self.log.path()).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let child = self.child.insert(child);
+        wait_until_listening("tansu", child, self.port, self.log.path());
+    }
+}
+
+/// Waits (10 s at most) until a peer just spawned accepts TCP on `port`; panics with its log if
+/// it exits or does not listen in time.
+pub fn wait_until_listening(name: &str, child: &mut Child, port: u16, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        let exited = child.try_wait().ok().flatten();
+        if exited.is_some() || Instant::now() > deadline {
+            panic!(
+                "{name} did not start on port {port} ({exited:?}):\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
         }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

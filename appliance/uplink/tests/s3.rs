@@ -13,14 +13,14 @@ mod support;
 
 use media_support::{Running, file_bytes, media_options};
 use std::fs::File;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use appliance_model::{Event, MediaKind};
 use appliance_store::EventStore;
-use appliance_tests::brokers::{BrokerOptions, Mosquitto};
+use appliance_tests::brokers::{BrokerOptions, Mosquitto, wait_until_listening};
 use appliance_uplink::media::{MEDIA_NAMESPACE, MEDIA_REF_SCHEMA, MediaUploader};
 use appliance_uplink::mqtt::{MqttConfig, MqttPublisher};
 use appliance_uplink::s3::{S3Client, S3Config};
@@ -84,21 +84,8 @@ impl S3Server {
             .expect(
                 "s3s-fs runs (scripts/setup-packages.sh --test installs it: cargo install s3s-fs)",
             );
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            let exited = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            assert!(
-                exited.is_none() && Instant::now() < deadline,
-                "s3s-fs did not start on port {} ({exited:?}):\n{}",
-                self.port,
-                std::fs::read_to_string(self.log.path()).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let child = self.child.insert(child);
+        wait_until_listening("s3s-fs", child, self.port, self.log.path());
     }
 
     fn stop(&mut self) {
