@@ -40,7 +40,7 @@ use crate::source::SourceError;
 use crate::source::packages::{
     CORE, JETSON, LIBAV, PLUGINS_BAD, PLUGINS_BASE, PLUGINS_GOOD, ROCKCHIP,
 };
-use crate::source::{pipeline_error, pipeline_error_from, require};
+use crate::source::{check_regular_file, pipeline_error, pipeline_error_from, require};
 
 /// Which decoder element to use.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -310,14 +310,7 @@ impl FrameSource {
         }
         let input = Input::parse(&spec.url)?;
         if let Input::File(path) = &input {
-            let file_error = |source| SourceError::File {
-                path: path.clone(),
-                source,
-            };
-            let metadata = std::fs::metadata(path).map_err(file_error)?;
-            if !metadata.is_file() {
-                return Err(file_error(std::io::Error::other("not a regular file")));
-            }
+            check_regular_file(path)?;
         }
         require(COMMON_ELEMENTS)?;
         require(match input {

@@ -148,14 +148,7 @@ impl H264Source {
                 (description, TEST_PATTERN_ELEMENTS)
             }
             SourceSpec::File(path) => {
-                let file_error = |source| SourceError::File {
-                    path: path.clone(),
-                    source,
-                };
-                let metadata = std::fs::metadata(path).map_err(file_error)?;
-                if !metadata.is_file() {
-                    return Err(file_error(std::io::Error::other("not a regular file")));
-                }
+                check_regular_file(path)?;
                 // The path is set as a property below, not spliced into the description,
                 // where spaces and quotes would need escaping.
                 let description = format!("filesrc name=src ! parsebin ! {OUTPUT}");
@@ -291,6 +284,19 @@ impl Drop for H264Source {
 /// Rounded, not truncated: 1/30 s is 33333333 ns, which must come out as 3000 ticks.
 fn to_90k(time: gst::ClockTime) -> u64 {
     ((u128::from(time.nseconds()) * 90_000 + 500_000_000) / 1_000_000_000) as u64
+}
+
+/// A video file must exist and be a regular file: GStreamer's filesrc says less about why not.
+pub(crate) fn check_regular_file(path: &std::path::Path) -> Result<(), SourceError> {
+    let file_error = |source| SourceError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    let metadata = std::fs::metadata(path).map_err(file_error)?;
+    if !metadata.is_file() {
+        return Err(file_error(std::io::Error::other("not a regular file")));
+    }
+    Ok(())
 }
 
 /// The error an error message from the bus reports.
