@@ -48,10 +48,18 @@ impl From<EditError> for VisionCommandError {
     }
 }
 
-/// A command's params as `T`; the error names the field.
-fn params<T: DeserializeOwned>(command: &Command) -> Result<T, VisionCommandError> {
-    serde_json::from_value(command.params.clone())
-        .map_err(|e| VisionCommandError::Params(format!("params: {e}")))
+/// Params that do not fit their command; the message names the field.
+struct BadParams(String);
+
+impl From<BadParams> for VisionCommandError {
+    fn from(BadParams(message): BadParams) -> Self {
+        VisionCommandError::Params(message)
+    }
+}
+
+/// A command's params as `T`.
+fn params<T: DeserializeOwned>(command: &Command) -> Result<T, BadParams> {
+    serde_json::from_value(command.params.clone()).map_err(|e| BadParams(format!("params: {e}")))
 }
 
 /// `camera.set`.
@@ -398,10 +406,10 @@ impl Commands {
     /// `device.catalog` (ask a device for its catalog) and `device.control` (a DeviceControl,
     /// named as in the local API); done once the device was asked.
     async fn device_command(&self, command: &Command, now: Timestamp) -> CommandResult {
-        let params: DeviceParams = match serde_json::from_value(command.params.clone()) {
+        let params: DeviceParams = match params(command) {
             Ok(params) => params,
-            Err(e) => {
-                return CommandResult::rejected(command, "bad_params", format!("params: {e}"), now);
+            Err(BadParams(message)) => {
+                return CommandResult::rejected(command, "bad_params", message, now);
             }
         };
         let (target, body) = if command.kind == "device.control" {
