@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use appliance_config::Config;
-use appliance_media::frames::{DecoderChoice, FrameSource, FrameSourceSpec, KeyframeMode, Next};
+use appliance_media::frames::{FrameSource, FrameSourceSpec, KeyframeMode, Next};
 use appliance_skills::config::{SkillConfig, SkillKind};
 use appliance_skills::library::face::{FaceIndex, Library, Person};
 use appliance_skills::library::plate::{PlateLibrary, PlateList};
@@ -106,10 +106,7 @@ pub fn run(options: SkillTestOptions, config: Config) -> anyhow::Result<()> {
     }
     let analyzers = analysis.analyzers();
     let mut spec = FrameSourceSpec::new(options.input.display().to_string());
-    spec.decoder = match config.vision.decoder.as_str() {
-        "auto" => DecoderChoice::Auto,
-        name => DecoderChoice::Named(name.to_string()),
-    };
+    spec.decoder = super::decoder_choice(&config.vision);
     spec.keyframe_mode = if options.keyframes_only {
         KeyframeMode::Keyframes
     } else {

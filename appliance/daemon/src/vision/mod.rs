@@ -73,6 +73,14 @@ pub fn models(config: &VisionConfig, data_dir: &std::path::Path) -> Result<Model
     Ok(Models::new(runtime, registry(data_dir)))
 }
 
+/// `[vision] decoder`: `auto` or a GStreamer element name.
+pub fn decoder_choice(config: &VisionConfig) -> DecoderChoice {
+    match config.decoder.as_str() {
+        "auto" => DecoderChoice::Auto,
+        name => DecoderChoice::Named(name.to_string()),
+    }
+}
+
 /// Models installed under the data dir, then the bundled ones.
 fn registry(data_dir: &std::path::Path) -> Registry {
     Registry::new(data_dir.join("models"), default_bundled_dirs())
@@ -570,10 +578,7 @@ impl Vision {
             .map(|(name, analyzer)| self.worker(name, analyzer))
             .collect();
         let mut spec = FrameSourceSpec::new(camera.source.clone());
-        spec.decoder = match self.inner.config.decoder.as_str() {
-            "auto" => DecoderChoice::Auto,
-            name => DecoderChoice::Named(name.to_string()),
-        };
+        spec.decoder = decoder_choice(&self.inner.config);
         spec.keyframe_mode = camera.decode;
         spec.sample_interval = analysis.sample_interval();
         status.lock().unwrap_or_else(|e| e.into_inner()).state = "running".into();
