@@ -23,6 +23,17 @@ packages=(
   zlib1g-dev # librdkafka's gzip support, found by its configure script (build dependency)
   mosquitto # MQTT broker: appliance-uplink's tests start one per test on a loopback port
   mosquitto-clients # mosquitto_sub/mosquitto_pub: the cloud side of tests/uplink.rs, and by hand
+  # Firmware (issue 6): bundles, image layouts, units and the aarch64 build, checked on this host.
+  rauc # signs and verifies update bundles (just bundle, tests/firmware.rs); `rauc service` in tests
+  squashfs-tools # mksquashfs: the root filesystem inside a RAUC bundle
+  genimage # builds the disk image layout (A/B root slots, data partition) from genimage.cfg
+  dosfstools # mkfs.vfat for genimage's boot partition
+  mtools # mcopy: genimage fills the boot partition without mounting it
+  shellcheck # lints every shell script (scripts/, buildroot/, rootfs-overlay/)
+  dbus-daemon # a private bus for tests that talk to `rauc service` over D-Bus
+  gcc-aarch64-linux-gnu # linker for `just cross` (aarch64-unknown-linux-gnu)
+  libc6-dev-arm64-cross # the aarch64 C runtime the cross linker links against
+  qemu-user # qemu-aarch64: runs the aarch64 unit tests and `applianced version` on this host
 )
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
