@@ -225,7 +225,8 @@ fn fetches_an_event_its_media_and_acknowledges_it() {
     assert_eq!(event["attributes"]["zone"], "gate");
     assert!(event.get("ack").is_none());
 
-    let response = ureq::get(&daemon.url(&format!("/api/v1/events/{stored_id}/media/0")))
+    let response = daemon
+        .request("GET", &format!("/api/v1/events/{stored_id}/media/0"))
         .call()
         .unwrap();
     assert_eq!(response.header("content-type"), Some("image/jpeg"));

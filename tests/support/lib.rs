@@ -41,7 +41,12 @@ pub struct Daemon {
     /// SIP, UDP and TCP.
     pub sip_addr: SocketAddr,
     log: Arc<Mutex<String>>,
+    /// The admin session every request carries (`Authorization: Bearer`), once signed in.
+    token: Option<String>,
 }
+
+/// The admin password the harness claims test boxes with.
+pub const ADMIN_PASSWORD: &str = "test admin password";
 
 /// How to start the daemon.
 pub struct DaemonOptions<'a> {
@@ -53,6 +58,9 @@ pub struct DaemonOptions<'a> {
     /// Ask for a systemd watchdog with this period, as systemd does: `WATCHDOG_USEC` plus
     /// `WATCHDOG_PID` naming the daemon itself.
     pub watchdog_usec: Option<u64>,
+    /// Claim the box with [`ADMIN_PASSWORD`] (or sign in, when its data directory is claimed
+    /// already) so that requests pass the admin gate. Default true.
+    pub sign_in: bool,
 }
 
 impl<'a> DaemonOptions<'a> {
@@ -62,6 +70,7 @@ impl<'a> DaemonOptions<'a> {
             config: None,
             env: Vec::new(),
             watchdog_usec: None,
+            sign_in: true,
         }
     }
 }
@@ -97,6 +106,8 @@ impl Daemon {
             .env("APPLIANCE_HTTP__LISTEN", "127.0.0.1:0")
             .env("APPLIANCE_SIP__LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "info")
+            // Hermetic: never the machine's /boot/appliance/provision.toml.
+            .env("APPLIANCE_DEVICE__PROVISIONING_FILE", "")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("JOURNAL_STREAM")
             .envs(options.env)
@@ -134,11 +145,37 @@ impl Daemon {
                 }
             }
         }
-        Daemon {
+        let mut daemon = Daemon {
             child,
             addr: http.expect("http address"),
             sip_addr: sip.expect("sip address"),
             log,
+            token: None,
+        };
+        if options.sign_in {
+            daemon.sign_in();
+        }
+        daemon
+    }
+
+    /// Claims the box with [`ADMIN_PASSWORD`], or signs in with it when it is claimed already;
+    /// later requests carry the session.
+    pub fn sign_in(&mut self) {
+        let body = serde_json::json!({ "password": ADMIN_PASSWORD }).to_string();
+        let (mut status, mut answer) = self.post("/api/v1/claim", &body);
+        if status == 409 {
+            (status, answer) = self.post("/api/v1/login", &body);
+        }
+        assert!(status == 200 || status == 201, "sign-in: {status} {answer}");
+        self.token = Some(answer["token"].as_str().expect("a token").to_owned());
+    }
+
+    /// A request to `path` with the session, if any.
+    pub fn request(&self, method: &str, path: &str) -> ureq::Request {
+        let request = ureq::request(method, &self.url(path));
+        match &self.token {
+            Some(token) => request.set("authorization", &format!("Bearer {token}")),
+            None => request,
         }
     }
 
@@ -148,12 +185,12 @@ impl Daemon {
 
     /// GET returning (status, body text).
     pub fn get_text(&self, path: &str) -> (u16, String) {
-        response(ureq::get(&self.url(path)).call())
+        response(self.request("GET", path).call())
     }
 
     /// GET returning (status, body bytes): media files.
     pub fn get_bytes(&self, path: &str) -> (u16, Vec<u8>) {
-        match ureq::get(&self.url(path)).call() {
+        match self.request("GET", path).call() {
             Ok(response) | Err(ureq::Error::Status(_, response)) => {
                 let status = response.status();
                 let mut bytes = Vec::new();
@@ -174,7 +211,7 @@ impl Daemon {
     /// POST a body, returning (status, JSON body).
     pub fn post(&self, path: &str, body: &str) -> (u16, Value) {
         let (status, text) = response(
-            ureq::post(&self.url(path))
+            self.request("POST", path)
                 .set("content-type", "application/json")
                 .send_string(body),
         );
@@ -184,7 +221,7 @@ impl Daemon {
     /// POST raw bytes (a photo), returning (status, JSON body).
     pub fn post_bytes(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
         let (status, text) = response(
-            ureq::post(&self.url(path))
+            self.request("POST", path)
                 .set("content-type", content_type)
                 .send_bytes(body),
         );
@@ -194,7 +231,7 @@ impl Daemon {
     /// PUT a JSON body, returning (status, JSON body).
     pub fn put(&self, path: &str, body: &str) -> (u16, Value) {
         let (status, text) = response(
-            ureq::put(&self.url(path))
+            self.request("PUT", path)
                 .set("content-type", "application/json")
                 .send_string(body),
         );
@@ -203,7 +240,7 @@ impl Daemon {
 
     /// DELETE, returning (status, body text).
     pub fn delete(&self, path: &str) -> (u16, String) {
-        response(ureq::delete(&self.url(path)).call())
+        response(self.request("DELETE", path).call())
     }
 
     pub fn pid(&self) -> Pid {
@@ -215,14 +252,20 @@ impl Daemon {
     }
 
     /// Sends `signal` and waits (bounded) for the process to exit.
-    pub fn stop_with(mut self, signal: Signal, within: Duration) -> (ExitStatus, Duration) {
+    pub fn stop_with(self, signal: Signal, within: Duration) -> (ExitStatus, Duration) {
         let sent = Instant::now();
         kill(self.pid(), signal).expect("signal delivered");
+        (self.wait_exit(within), sent.elapsed())
+    }
+
+    /// Waits (bounded) for the process to exit by itself.
+    pub fn wait_exit(mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
-                return (status, sent.elapsed());
+                return status;
             }
-            if sent.elapsed() > within {
+            if Instant::now() > deadline {
                 let _ = self.child.kill();
                 panic!(
                     "applianced did not exit within {within:?}; log:\n{}",

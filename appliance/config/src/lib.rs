@@ -11,6 +11,7 @@
 //! ```toml
 //! [http]
 //! listen = "127.0.0.1:8080"
+//! tls = false
 //!
 //! [store]
 //! data_dir = "var"
@@ -60,6 +61,9 @@
 //! queue_per_camera = 2
 //! utc_offset = "+00:00"
 //! snapshot_quality = 80
+//!
+//! [device]
+//! provisioning_file = "/boot/appliance/provision.toml"
 //! ```
 //!
 //! Sizes ([`ByteSize`]) are an integer number of bytes or a string such as
@@ -127,6 +131,26 @@ pub struct Config {
     pub uplink: UplinkConfig,
     /// `[vision]`: decoding, ONNX Runtime and the skills' pipeline.
     pub vision: VisionConfig,
+    /// `[device]`: this box's provisioning.
+    pub device: DeviceConfig,
+}
+
+/// `[device]`: how this box learns who it is on its first start.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviceConfig {
+    /// Provisioning file read on the first start of a data directory (device id, admin password
+    /// hash, upstream), checked as untrusted input. Default `/boot/appliance/provision.toml`
+    /// (the boot partition an installer can write from any computer); empty: none.
+    pub provisioning_file: PathBuf,
+}
+
+impl Default for DeviceConfig {
+    fn default() -> DeviceConfig {
+        DeviceConfig {
+            provisioning_file: PathBuf::from("/boot/appliance/provision.toml"),
+        }
+    }
 }
 
 /// `[http]`: the HTTP API.
@@ -138,12 +162,17 @@ pub struct HttpConfig {
     /// choice (`0.0.0.0:8080`).
     #[serde(deserialize_with = "socket_addr")]
     pub listen: SocketAddr,
+    /// Serve HTTPS with this box's own certificate (generated on the first start, its
+    /// fingerprint shown by `GET /api/v1/claim`) instead of plain HTTP. Default `false`: the
+    /// default listener is loopback only; turn it on when the API faces the LAN.
+    pub tls: bool,
 }
 
 impl Default for HttpConfig {
     fn default() -> HttpConfig {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls: false,
         }
     }
 }
@@ -1108,7 +1137,7 @@ impl Config {
         // Destructured so that adding a field fails to compile until it is
         // written out here too.
         let Config {
-            http: HttpConfig { listen },
+            http: HttpConfig { listen, tls },
             store:
                 StoreConfig {
                     data_dir,
@@ -1162,6 +1191,7 @@ impl Config {
                     utc_offset,
                     snapshot_quality,
                 },
+            device: DeviceConfig { provisioning_file },
         } = self;
         let upstream = |name: &str, table: Option<String>, example: &str| match table {
             Some(table) => format!("[uplink.{name}]\n{table}"),
@@ -1202,6 +1232,8 @@ impl Config {
 [http]
 # Address and port the HTTP API listens on (127.0.0.1: local only).
 listen = {listen}
+# HTTPS with this box's own certificate (made on the first start).
+tls = {tls}
 
 [store]
 # Directory holding the database and media files.
@@ -1286,6 +1318,11 @@ utc_offset = {utc_offset}
 # JPEG quality of event snapshots, 1 to 100.
 snapshot_quality = {snapshot_quality}
 
+[device]
+# Read on the first start of a data directory (device id, admin password
+# hash, upstream); empty: none.
+provisioning_file = {provisioning_file}
+
 [sip.device_passwords]
 # "<device id>" = "<password>"
 {device_passwords}"#,
@@ -1311,6 +1348,7 @@ snapshot_quality = {snapshot_quality}
             telemetry_interval = toml_string(telemetry_interval),
             stream_timeout = toml_string(stream_timeout),
             onnxruntime = toml_string(onnxruntime.display()),
+            provisioning_file = toml_string(provisioning_file.display()),
             providers = Value::Array(providers.iter().map(toml_string).collect()),
             decoder = toml_string(decoder),
             utc_offset = toml_string(utc_offset),

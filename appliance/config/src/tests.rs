@@ -18,6 +18,7 @@ fn from_env(vars: &[(&str, &str)]) -> Result<Config, String> {
 const FULL: &str = r#"
 [http]
 listen = "0.0.0.0:9090"
+tls = true
 
 [store]
 data_dir = "/var/lib/appliance"
@@ -97,12 +98,16 @@ max_batch = 8
 queue_per_camera = 3
 utc_offset = "+08:00"
 snapshot_quality = 90
+
+[device]
+provisioning_file = "/media/boot/provision.toml"
 "#;
 
 fn full() -> Config {
     Config {
         http: HttpConfig {
             listen: "0.0.0.0:9090".parse().unwrap(),
+            tls: true,
         },
         store: StoreConfig {
             data_dir: "/var/lib/appliance".into(),
@@ -186,6 +191,9 @@ fn full() -> Config {
             queue_per_camera: 3,
             utc_offset: "+08:00".into(),
             snapshot_quality: 90,
+        },
+        device: DeviceConfig {
+            provisioning_file: "/media/boot/provision.toml".into(),
         },
     }
 }
@@ -289,11 +297,11 @@ fn to_toml_string_shows_defaults_readably() {
 fn unknown_top_level_key() {
     assert_eq!(
         parse("# appliance\n\n[htttp]\nlisten = \"127.0.0.1:1\"\n"),
-        Err("/x.toml:3:2: htttp: unknown key `htttp`, expected one of `http`, `store`, `retention`, `log`, `sip`, `media`, `uplink`, `vision`".into())
+        Err("/x.toml:3:2: htttp: unknown key `htttp`, expected one of `http`, `store`, `retention`, `log`, `sip`, `media`, `uplink`, `vision`, `device`".into())
     );
     assert_eq!(
         parse("verbose = true\n"),
-        Err("/x.toml:1:1: verbose: unknown key `verbose`, expected one of `http`, `store`, `retention`, `log`, `sip`, `media`, `uplink`, `vision`".into())
+        Err("/x.toml:1:1: verbose: unknown key `verbose`, expected one of `http`, `store`, `retention`, `log`, `sip`, `media`, `uplink`, `vision`, `device`".into())
     );
 }
 
@@ -301,7 +309,7 @@ fn unknown_top_level_key() {
 fn unknown_nested_key() {
     assert_eq!(
         parse("[http]\nlisten = \"127.0.0.1:1\"\nlistn = \"127.0.0.1:2\"\n"),
-        Err("/x.toml:3:1: http.listn: unknown key `listn`, expected `listen`".into())
+        Err("/x.toml:3:1: http.listn: unknown key `listn`, expected `listen` or `tls`".into())
     );
     assert_eq!(
         parse("[retention]\n  max_size = 5\n"),
@@ -409,11 +417,14 @@ fn env_ignores_other_variables() {
 fn env_errors_name_the_variable() {
     assert_eq!(
         from_env(&[("APPLIANCE_HTTP__LISTN", "0.0.0.0:1")]),
-        Err("environment APPLIANCE_HTTP__LISTN: unknown key `listn`, expected `listen`".into())
+        Err(
+            "environment APPLIANCE_HTTP__LISTN: unknown key `listn`, expected `listen` or `tls`"
+                .into()
+        )
     );
     assert_eq!(
         from_env(&[("APPLIANCE_HTTPS__LISTEN", "0.0.0.0:1")]),
-        Err("environment APPLIANCE_HTTPS__LISTEN: unknown key `https`, expected one of `http`, `store`, `retention`, `log`, `sip`, `media`, `uplink`, `vision`".into())
+        Err("environment APPLIANCE_HTTPS__LISTEN: unknown key `https`, expected one of `http`, `store`, `retention`, `log`, `sip`, `media`, `uplink`, `vision`, `device`".into())
     );
     assert_eq!(
         from_env(&[("APPLIANCE_HTTP__LISTEN", "nope")]),

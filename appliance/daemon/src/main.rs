@@ -6,12 +6,14 @@
 
 mod api;
 mod commands;
+mod device;
 mod logging;
 mod media;
 mod run;
 mod sim;
 mod sip;
 mod systemd;
+mod tls;
 mod uplink;
 mod vision;
 
@@ -59,6 +61,15 @@ enum Command {
     /// Skills offline: `skill test` runs a skill on a recorded clip.
     #[command(subcommand)]
     Skill(SkillCommand),
+    /// Ask for a factory reset: the next start of the daemon wipes its data directory (events,
+    /// media, cameras, keys, the admin password) and comes back unclaimed. For a reset button's
+    /// handler, which then restarts the daemon; the firmware is untouched.
+    FactoryReset {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
     /// Print the version.
     Version,
 }
@@ -71,6 +82,9 @@ enum SkillCommand {
 
 /// Exit status for an invalid configuration (also used by `check-config`).
 const EXIT_BAD_CONFIG: u8 = 2;
+/// Exit status asking systemd to start the daemon again (`RestartForceExitStatus=75` in
+/// applianced.service; EX_TEMPFAIL).
+const EXIT_RESTART: u8 = 75;
 
 fn main() -> ExitCode {
     match Cli::parse().command {
@@ -86,7 +100,8 @@ fn main() -> ExitCode {
                 config.store.data_dir = dir;
             }
             match run::run(config) {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(run::Exit::Stopped) => ExitCode::SUCCESS,
+                Ok(run::Exit::Restart) => ExitCode::from(EXIT_RESTART),
                 Err(e) => {
                     tracing::error!("{e:#}");
                     eprintln!("applianced: {e:#}");
@@ -138,6 +153,29 @@ fn main() -> ExitCode {
         Command::DefaultConfig => {
             print!("{}", Config::default().to_toml_string());
             ExitCode::SUCCESS
+        }
+        Command::FactoryReset { config, data_dir } => {
+            let config = match load_config(config.as_deref()) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("applianced: {e}");
+                    return ExitCode::from(EXIT_BAD_CONFIG);
+                }
+            };
+            let dir = data_dir.unwrap_or(config.store.data_dir);
+            match device::factory_reset::request(&dir) {
+                Ok(()) => {
+                    println!(
+                        "factory reset requested: {} is wiped when applianced starts next",
+                        dir.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("applianced factory-reset: {}: {e}", dir.display());
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Version => {
             println!("applianced {}", env!("CARGO_PKG_VERSION"));

@@ -13,13 +13,24 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
+use crate::device::{Device, factory_reset};
 use crate::vision::Vision;
-use crate::{logging, sip, systemd, uplink};
+use crate::{logging, sip, systemd, tls, uplink};
 
 /// How long in-flight HTTP requests may take to finish after a stop signal.
 const HTTP_DRAIN: Duration = Duration::from_secs(3);
 
-pub fn run(config: Config) -> anyhow::Result<()> {
+/// How `run` ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// A stop signal.
+    Stopped,
+    /// The daemon must be started again (a factory reset was asked for); under systemd
+    /// `RestartForceExitStatus` does that.
+    Restart,
+}
+
+pub fn run(config: Config) -> anyhow::Result<Exit> {
     logging::init(&config.log.filter);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -29,11 +40,19 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .block_on(serve(config))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(mut config: Config) -> anyhow::Result<Exit> {
     let started = Instant::now();
     // Handlers first: a stop signal during start-up must still shut down cleanly.
     let stop_signal = stop_signal()?;
-    let data_dir = &config.store.data_dir;
+    let data_dir = config.store.data_dir.clone();
+    let wipe_dir = data_dir.clone();
+    if tokio::task::spawn_blocking(move || factory_reset::wipe_if_requested(&wipe_dir))
+        .await?
+        .with_context(|| format!("factory reset: cannot wipe {}", data_dir.display()))?
+    {
+        tracing::warn!(dir = %data_dir.display(), "factory reset: data directory wiped");
+    }
+    let data_dir = &data_dir;
     let metrics = Arc::new(StoreMetrics::default());
     let mut registry = Registry::default();
     metrics.register(&mut registry);
@@ -53,11 +72,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .context("cannot write to the store")?;
 
+    let restart = CancellationToken::new();
+    let device = Device::open(&mut config, &store, &mut registry, restart.clone()).await?;
+
     let listener = TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("cannot listen on {} (http.listen)", config.http.listen))?;
     let http_addr = listener.local_addr()?;
-    tracing::info!(%http_addr, "HTTP API listening");
+    tracing::info!(tls = config.http.tls, %http_addr, "HTTP API listening");
 
     let shutdown = CancellationToken::new();
     let sip = sip::start(
@@ -84,11 +106,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }
         }
     });
-    let device_id = uplink::device_id(&config.uplink, &store).await?;
     let uplinks = uplink::start(
         &config.uplink,
         uplink::Context {
-            device_id: &device_id,
+            device_id: device.id(),
             store: &store,
             sip: &sip,
             vision: &vision,
@@ -99,8 +120,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         &shutdown,
     )?;
     let sip_for_stop = sip.clone();
+    let listener = if config.http.tls {
+        ApiListener::Tls(tls::TlsListener::new(listener, device.tls())?)
+    } else {
+        ApiListener::Plain(listener)
+    };
     let state = AppState::new(
         store.clone(),
+        device,
         Some(sip),
         uplinks,
         vision.clone(),
@@ -123,9 +150,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let shutdown = shutdown.clone();
         let app = api::router(state);
         async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
+            match listener {
+                ApiListener::Tls(tls) => {
+                    axum::serve(tls, app)
+                        .with_graceful_shutdown(shutdown.cancelled_owned())
+                        .await
+                }
+                ApiListener::Plain(listener) => {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(shutdown.cancelled_owned())
+                        .await
+                }
+            }
+            .context("HTTP server failed")
         }
     });
 
@@ -135,13 +172,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(systemd::watchdog(interval, move || store.is_writable()))
     });
 
-    let signal_name = stop_signal.await;
-    tracing::info!(signal = signal_name, "stopping");
+    let exit = tokio::select! {
+        signal_name = stop_signal => {
+            tracing::info!(signal = signal_name, "stopping");
+            Exit::Stopped
+        }
+        _ = restart.cancelled() => {
+            tracing::info!("stopping to restart");
+            Exit::Restart
+        }
+    };
     systemd::stopping();
     sip_for_stop.hang_up_all().await;
     shutdown.cancel();
     match tokio::time::timeout(HTTP_DRAIN, server).await {
-        Ok(result) => result?.context("HTTP server failed")?,
+        Ok(result) => result??,
         Err(_) => tracing::warn!("HTTP requests still open after {HTTP_DRAIN:?}; closing anyway"),
     }
     if let Some(watchdog) = watchdog {
@@ -153,7 +198,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // Waits for queued writes to become durable, then stops the writer.
     tokio::task::spawn_blocking(move || store.close()).await?;
     tracing::info!("stopped");
-    Ok(())
+    Ok(exit)
+}
+
+/// The API's socket: plain HTTP, or HTTPS with the box's certificate (`http.tls`).
+enum ApiListener {
+    Plain(TcpListener),
+    Tls(tls::TlsListener),
 }
 
 /// Camera id of events about the appliance itself.

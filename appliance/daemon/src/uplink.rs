@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use appliance_config::{KafkaUplinkConfig, MqttUplinkConfig, S3UplinkConfig, UplinkConfig};
 use appliance_model::Timestamp;
-use appliance_store::{EventStore, StateChange};
+use appliance_store::EventStore;
 use appliance_uplink::Publisher;
 use appliance_uplink::kafka::{
     KafkaConfig, KafkaPublisher, KafkaSecurity, KafkaTls, SaslMechanism,
@@ -31,34 +31,10 @@ use tokio_util::sync::CancellationToken;
 use crate::commands::Commands;
 use crate::sip::SipHandle;
 
-/// Store namespace of the box's identity (key `device_id`).
-const IDENTITY_NAMESPACE: &str = "appliance.identity";
 /// How often delivered outbox entries are pruned and the metrics refreshed.
 const HOUSEKEEPING: Duration = Duration::from_secs(10);
 /// How long a Kafka message may wait for its acknowledgement before the batch is retried.
 const KAFKA_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The box's id upstream: the configured one, else the one generated at the first start.
-pub async fn device_id(config: &UplinkConfig, store: &EventStore) -> anyhow::Result<String> {
-    if !config.device_id.is_empty() {
-        return Ok(config.device_id.clone());
-    }
-    if let Some(bytes) = store.state(IDENTITY_NAMESPACE, "device_id")? {
-        return String::from_utf8(bytes).context("the stored device id is not text");
-    }
-    let id = format!("box-{}", hex::encode(rand::random::<[u8; 8]>()));
-    let change = StateChange {
-        namespace: IDENTITY_NAMESPACE,
-        key: "device_id".into(),
-        value: Some(id.clone().into_bytes()),
-    };
-    store
-        .commit(Vec::new(), vec![change])
-        .await
-        .context("cannot store the generated device id")?;
-    tracing::info!(device_id = id, "generated this box's device id");
-    Ok(id)
-}
 
 /// The running upstreams and the latest telemetry.
 #[derive(Clone, Default)]

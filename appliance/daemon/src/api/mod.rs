@@ -1,8 +1,9 @@
 //! The HTTP API (axum). `/api/v1/*` is JSON; `/metrics` is Prometheus text.
 //!
-//! Routes are grouped so that later layers slot in without touching the handlers: authentication
-//! wraps [`protected_routes`], the web UI mounts beside `/api`.
+//! Routes are grouped so that later layers slot in without touching the handlers: the admin gate
+//! ([`admin::require_admin`]) wraps [`protected_routes`], the web UI mounts beside `/api`.
 
+mod admin;
 pub mod devices;
 mod error;
 mod events;
@@ -24,6 +25,7 @@ use utoipa::OpenApi;
 
 pub use error::ApiError;
 
+use crate::device::Device;
 use crate::sip::SipHandle;
 use crate::uplink::Uplinks;
 use crate::vision::Vision;
@@ -36,6 +38,7 @@ pub struct AppState {
 
 struct StateInner {
     store: EventStore,
+    device: Device,
     sip: Option<SipHandle>,
     uplinks: Uplinks,
     vision: Vision,
@@ -45,8 +48,10 @@ struct StateInner {
 }
 
 impl AppState {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: EventStore,
+        device: Device,
         sip: Option<SipHandle>,
         uplinks: Uplinks,
         vision: Vision,
@@ -57,6 +62,7 @@ impl AppState {
         AppState {
             inner: Arc::new(StateInner {
                 store,
+                device,
                 sip,
                 uplinks,
                 vision,
@@ -70,6 +76,10 @@ impl AppState {
     fn store(&self) -> &EventStore {
         &self.inner.store
     }
+
+    fn device(&self) -> &Device {
+        &self.inner.device
+    }
 }
 
 #[derive(OpenApi)]
@@ -80,6 +90,12 @@ impl AppState {
     ),
     paths(
         system::health,
+        admin::claim_state,
+        admin::claim,
+        admin::login,
+        admin::logout,
+        admin::change_password,
+        admin::factory_reset,
         system::uplink,
         system::telemetry,
         events::list_events,
@@ -157,6 +173,12 @@ impl AppState {
         appliance_gb28181::device::Peer,
         appliance_gb28181::device::Transport,
         system::Health,
+        admin::ClaimState,
+        admin::PasswordBody,
+        admin::PasswordChange,
+        admin::FactoryResetBody,
+        admin::SessionToken,
+        admin::ResetAccepted,
         system::UplinkList,
         appliance_uplink::sender::UplinkStatus,
         appliance_uplink::media::MediaStatus,
@@ -213,9 +235,12 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError>
     })
 }
 
-/// Routes that will require a signed-in user once authentication exists.
+/// Routes behind the admin gate: a claimed box and a signed-in session.
 fn protected_routes() -> Router<AppState> {
     Router::new()
+        .route("/logout", post(admin::logout))
+        .route("/system/password", put(admin::change_password))
+        .route("/system/factory-reset", post(admin::factory_reset))
         .route("/events", get(events::list_events))
         .route("/uplink", get(system::uplink))
         .route("/telemetry", get(system::telemetry))
@@ -296,10 +321,13 @@ fn protected_routes() -> Router<AppState> {
 }
 
 pub fn router(state: AppState) -> Router {
+    let gate = axum::middleware::from_fn_with_state(state.clone(), admin::require_admin);
     let api = Router::new()
         .route("/health", get(system::health))
         .route("/openapi.json", get(system::openapi))
-        .merge(protected_routes());
+        .route("/claim", get(admin::claim_state).post(admin::claim))
+        .route("/login", post(admin::login))
+        .merge(protected_routes().route_layer(gate));
     Router::new()
         .nest("/api/v1", api)
         .route("/metrics", get(system::metrics))
