@@ -255,32 +255,42 @@ fn the_reset_command_for_a_button_resets_at_the_next_start() {
 /// An argon2id PHC hash of `password` made by another implementation than the daemon's: the
 /// reference one's CLI (Debian `argon2`), as an installer's tooling might.
 fn argon2id_hash(password: &str) -> String {
-    let mut child = Command::new("argon2")
-        .args([
-            "provisioning-salt",
-            "-id",
-            "-t",
-            "2",
-            "-m",
-            "15",
-            "-p",
-            "1",
-            "-e",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("the argon2 CLI (Debian argon2; `just setup-test` installs it)");
+    let mut argon2 = Command::new("argon2");
+    argon2.args([
+        "provisioning-salt",
+        "-id",
+        "-t",
+        "2",
+        "-m",
+        "15",
+        "-p",
+        "1",
+        "-e",
+    ]);
+    let output = run_with_stdin(argon2, password);
+    assert!(
+        output.status.success(),
+        "the argon2 CLI (Debian argon2): {output:?}"
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+fn run_with_stdin(mut command: Command, input: &str) -> std::process::Output {
     use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
     child
         .stdin
         .take()
         .unwrap()
-        .write_all(password.as_bytes())
+        .write_all(input.as_bytes())
         .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success());
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    child.wait_with_output().unwrap()
 }
 
 fn provisioning_file(dir: &Path, body: &str) -> std::path::PathBuf {
@@ -391,4 +401,35 @@ fn https_serves_the_certificate_the_claim_page_announces() {
         .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
         .unwrap();
     assert_eq!(key_mode, 0o600);
+}
+
+#[test]
+fn hash_password_makes_what_a_provisioning_file_takes() {
+    let hash = |input: &str| {
+        let mut command = Command::new(binary("applianced"));
+        command.arg("hash-password");
+        run_with_stdin(command, input)
+    };
+    let weak = hash("short\n");
+    assert_eq!(weak.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("at least 10"));
+    let output = hash("the installer's pick\n");
+    assert!(output.status.success());
+    let phc = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let file = provisioning_file(dir.path(), &format!("admin_password_hash = \"{phc}\"\n"));
+    let daemon = start_provisioned(&dir.path().join("data"), &file);
+    assert_eq!(daemon.get("/api/v1/claim").1["claimed"], true);
+    assert_eq!(
+        daemon
+            .post("/api/v1/login", &password("the installer's pick"))
+            .0,
+        200
+    );
+    assert_eq!(
+        daemon
+            .post("/api/v1/login", &password("the installer's pic"))
+            .0,
+        401
+    );
 }

@@ -70,6 +70,9 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Read an admin password on standard input and print its argon2id hash: the
+    /// `admin_password_hash` of a provisioning file (the password itself never goes on the box).
+    HashPassword,
     /// Print the version.
     Version,
 }
@@ -174,6 +177,24 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("applianced factory-reset: {}: {e}", dir.display());
                     ExitCode::FAILURE
+                }
+            }
+        }
+        Command::HashPassword => {
+            let mut password = String::new();
+            if let Err(e) = std::io::stdin().read_line(&mut password) {
+                eprintln!("applianced hash-password: cannot read standard input: {e}");
+                return ExitCode::FAILURE;
+            }
+            let password = password.trim_end_matches(['\r', '\n']);
+            match device::admin::check_new_password(password) {
+                Ok(()) => {
+                    println!("{}", device::admin::hash_password(password));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("applianced hash-password: {e}");
+                    ExitCode::from(EXIT_BAD_CONFIG)
                 }
             }
         }
