@@ -61,7 +61,7 @@ for target in "${targets[@]}"; do
   corpus=fuzz/corpus/$target
   seeds=fuzz/seeds/$target
   mkdir -p "$corpus"
-  [ -d "$seeds" ] && cp -n "$seeds"/* "$corpus"/ 2>/dev/null || true
+  if [ -d "$seeds" ]; then cp -n "$seeds"/* "$corpus"/ 2>/dev/null || true; fi
   log=fuzz/artifacts/$target.log
   echo "=== $target: ${seconds}s (log: $log)"
   # -timeout: an input taking seconds is a denial-of-service finding, not something to wait for.

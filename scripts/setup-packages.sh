@@ -26,6 +26,7 @@ packages=(
   # Firmware (issue 6): bundles, image layouts, units and the aarch64 build, checked on this host.
   rauc # signs and verifies update bundles (just bundle, tests/firmware.rs); `rauc service` in tests
   squashfs-tools # mksquashfs: the root filesystem inside a RAUC bundle
+  fdisk # sfdisk: the Buildroot lint reads the partition table genimage wrote
   genimage # builds the disk image layout (A/B root slots, data partition) from genimage.cfg
   dosfstools # mkfs.vfat for genimage's boot partition
   mtools # mcopy: genimage fills the boot partition without mounting it

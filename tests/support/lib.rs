@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 pub mod brokers;
 pub mod clips;
+pub mod rauc;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;

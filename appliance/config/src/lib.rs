@@ -64,6 +64,10 @@
 //!
 //! [device]
 //! provisioning_file = "/boot/appliance/provision.toml"
+//!
+//! [update]
+//! rauc_bus = "system"
+//! max_bundle = "2 GiB"
 //! ```
 //!
 //! Sizes ([`ByteSize`]) are an integer number of bytes or a string such as
@@ -133,6 +137,29 @@ pub struct Config {
     pub vision: VisionConfig,
     /// `[device]`: this box's provisioning.
     pub device: DeviceConfig,
+    /// `[update]`: firmware updates through RAUC.
+    pub update: UpdateConfig,
+}
+
+/// `[update]`: firmware updates, installed by RAUC (A/B slots) over D-Bus.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpdateConfig {
+    /// The D-Bus RAUC is on: `system` (default, the firmware's), a bus address such as
+    /// `unix:path=/run/rauc-test/bus`, or empty to turn updates off.
+    pub rauc_bus: String,
+    /// Largest bundle the API accepts as an upload. Default `2 GiB`; `1 MiB` to `16 GiB`.
+    #[serde(deserialize_with = "max_bundle")]
+    pub max_bundle: ByteSize,
+}
+
+impl Default for UpdateConfig {
+    fn default() -> UpdateConfig {
+        UpdateConfig {
+            rauc_bus: "system".to_owned(),
+            max_bundle: ByteSize::gib(2),
+        }
+    }
 }
 
 /// `[device]`: how this box learns who it is on its first start.
@@ -729,6 +756,14 @@ fn cache_capacity<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ByteSize
     )
 }
 
+fn max_bundle<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ByteSize, D::Error> {
+    within(
+        ByteSize::deserialize(deserializer)?,
+        ByteSize::mib(1),
+        Some(ByteSize::gib(16)),
+    )
+}
+
 fn max_commit_group<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
     within(usize::deserialize(deserializer)?, 1, Some(65_536))
 }
@@ -1192,6 +1227,11 @@ impl Config {
                     snapshot_quality,
                 },
             device: DeviceConfig { provisioning_file },
+            update:
+                UpdateConfig {
+                    rauc_bus,
+                    max_bundle,
+                },
         } = self;
         let upstream = |name: &str, table: Option<String>, example: &str| match table {
             Some(table) => format!("[uplink.{name}]\n{table}"),
@@ -1323,6 +1363,12 @@ snapshot_quality = {snapshot_quality}
 # hash, upstream); empty: none.
 provisioning_file = {provisioning_file}
 
+[update]
+# The D-Bus RAUC is on: "system", a bus address, or "" for no updates.
+rauc_bus = {rauc_bus}
+# Largest bundle the API accepts as an upload, 1 MiB to 16 GiB.
+max_bundle = {max_bundle}
+
 [sip.device_passwords]
 # "<device id>" = "<password>"
 {device_passwords}"#,
@@ -1349,6 +1395,8 @@ provisioning_file = {provisioning_file}
             stream_timeout = toml_string(stream_timeout),
             onnxruntime = toml_string(onnxruntime.display()),
             provisioning_file = toml_string(provisioning_file.display()),
+            rauc_bus = toml_string(rauc_bus),
+            max_bundle = toml_string(max_bundle),
             providers = Value::Array(providers.iter().map(toml_string).collect()),
             decoder = toml_string(decoder),
             utc_offset = toml_string(utc_offset),

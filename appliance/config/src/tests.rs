@@ -101,6 +101,10 @@ snapshot_quality = 90
 
 [device]
 provisioning_file = "/media/boot/provision.toml"
+
+[update]
+rauc_bus = "unix:path=/run/test-bus"
+max_bundle = "512 MiB"
 "#;
 
 fn full() -> Config {
@@ -194,6 +198,10 @@ fn full() -> Config {
         },
         device: DeviceConfig {
             provisioning_file: "/media/boot/provision.toml".into(),
+        },
+        update: UpdateConfig {
+            rauc_bus: "unix:path=/run/test-bus".into(),
+            max_bundle: ByteSize::mib(512),
         },
     }
 }
@@ -297,11 +305,11 @@ fn to_toml_string_shows_defaults_readably() {
 fn unknown_top_level_key() {
     assert_eq!(
         parse("# appliance\n\n[htttp]\nlisten = \"127.0.0.1:1\"\n"),
-        Err("/x.toml:3:2: htttp: unknown key `htttp`, expected one of `http`, `store`, `retention`, `log`, `sip`, `media`, `uplink`, `vision`, `device`".into())
+        Err("/x.toml:3:2: htttp: unknown key `htttp`, expected one of `http`, `store`, `retention`, `log`, `sip`, `media`, `uplink`, `vision`, `device`, `update`".into())
     );
     assert_eq!(
         parse("verbose = true\n"),
-        Err("/x.toml:1:1: verbose: unknown key `verbose`, expected one of `http`, `store`, `retention`, `log`, `sip`, `media`, `uplink`, `vision`, `device`".into())
+        Err("/x.toml:1:1: verbose: unknown key `verbose`, expected one of `http`, `store`, `retention`, `log`, `sip`, `media`, `uplink`, `vision`, `device`, `update`".into())
     );
 }
 
@@ -424,7 +432,7 @@ fn env_errors_name_the_variable() {
     );
     assert_eq!(
         from_env(&[("APPLIANCE_HTTPS__LISTEN", "0.0.0.0:1")]),
-        Err("environment APPLIANCE_HTTPS__LISTEN: unknown key `https`, expected one of `http`, `store`, `retention`, `log`, `sip`, `media`, `uplink`, `vision`, `device`".into())
+        Err("environment APPLIANCE_HTTPS__LISTEN: unknown key `https`, expected one of `http`, `store`, `retention`, `log`, `sip`, `media`, `uplink`, `vision`, `device`, `update`".into())
     );
     assert_eq!(
         from_env(&[("APPLIANCE_HTTP__LISTEN", "nope")]),

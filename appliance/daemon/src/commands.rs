@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use crate::api::devices::device_control;
 use crate::sip::SipHandle;
+use crate::update::{StartError, Updates};
 use crate::vision::Vision;
 use crate::vision::catalog::Camera;
 use crate::vision::edit::EditError;
@@ -31,6 +32,7 @@ pub struct Commands {
     store: EventStore,
     sip: SipHandle,
     vision: Vision,
+    updates: Updates,
     started: Instant,
 }
 
@@ -145,6 +147,14 @@ struct PlateRemove {
     plates: Option<Vec<String>>,
 }
 
+/// `firmware.update`: a bundle RAUC streams from the cloud.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FirmwareUpdate {
+    /// `https://…` (or `http://…`) of a signed `verity` bundle.
+    url: String,
+}
+
 /// Parameters of the device commands.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -157,11 +167,18 @@ struct DeviceParams {
 }
 
 impl Commands {
-    pub fn new(store: EventStore, sip: SipHandle, vision: Vision, started: Instant) -> Commands {
+    pub fn new(
+        store: EventStore,
+        sip: SipHandle,
+        vision: Vision,
+        updates: Updates,
+        started: Instant,
+    ) -> Commands {
         Commands {
             store,
             sip,
             vision,
+            updates,
             started,
         }
     }
@@ -259,10 +276,11 @@ impl Commands {
                     }
                 }
             }
-            "reboot" | "firmware.update" => CommandResult::rejected(
+            "firmware.update" => self.firmware_update(command, now).await,
+            "reboot" => CommandResult::rejected(
                 command,
                 "unsupported",
-                "reboots and updates are not on this firmware yet",
+                "reboot is not a command yet; an installed update runs after the next reboot",
                 now,
             ),
             other => CommandResult::rejected(
@@ -271,6 +289,32 @@ impl Commands {
                 format!("`{other}` is not a command this box knows"),
                 now,
             ),
+        }
+    }
+
+    /// `firmware.update`: RAUC starts installing from the URL; the result says it started, and
+    /// the outcome follows as a `system.update.installed` or `…failed` event.
+    async fn firmware_update(&self, command: &Command, now: Timestamp) -> CommandResult {
+        let p: FirmwareUpdate = match params(command) {
+            Ok(p) => p,
+            Err(BadParams(message)) => {
+                return CommandResult::rejected(command, "bad_params", message, now);
+            }
+        };
+        if !(p.url.starts_with("https://") || p.url.starts_with("http://")) {
+            return CommandResult::rejected(command, "bad_params", "url must be http(s)://", now);
+        }
+        match self.updates.install(&p.url, &p.url).await {
+            Ok(job) => CommandResult::ok(command, json!({ "job": job }), now),
+            Err(e) => {
+                let code = match e {
+                    StartError::Off => "unsupported",
+                    StartError::Busy => "busy",
+                    StartError::Unreachable(_) => "unavailable",
+                    StartError::Refused(_) => "refused",
+                };
+                CommandResult::error(command, code, e.to_string(), now)
+            }
         }
     }
 

@@ -14,6 +14,7 @@ mod sim;
 mod sip;
 mod systemd;
 mod tls;
+mod update;
 mod uplink;
 mod vision;
 
@@ -70,6 +71,12 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Mark the booted firmware slot good through RAUC (D-Bus), so the bootloader keeps booting
+    /// it: `appliance-mark-good.service` runs it once the daemon reported ready.
+    MarkGood {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Read an admin password on standard input and print its argon2id hash: the
     /// `admin_password_hash` of a provisioning file (the password itself never goes on the box).
     HashPassword,
@@ -92,12 +99,9 @@ const EXIT_RESTART: u8 = 75;
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Run { config, data_dir } => {
-            let mut config = match load_config(config.as_deref()) {
+            let mut config = match config_or_exit(config.as_deref()) {
                 Ok(config) => config,
-                Err(e) => {
-                    eprintln!("applianced: {e}");
-                    return ExitCode::from(EXIT_BAD_CONFIG);
-                }
+                Err(exit) => return exit,
             };
             if let Some(dir) = data_dir {
                 config.store.data_dir = dir;
@@ -134,12 +138,9 @@ fn main() -> ExitCode {
         }
         Command::Skill(SkillCommand::Test(options)) => {
             logging::init("warn");
-            let config = match load_config(options.config.as_deref()) {
+            let config = match config_or_exit(options.config.as_deref()) {
                 Ok(config) => config,
-                Err(e) => {
-                    eprintln!("applianced: {e}");
-                    return ExitCode::from(EXIT_BAD_CONFIG);
-                }
+                Err(exit) => return exit,
             };
             match vision::dry_run::run(options, config) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -158,12 +159,9 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::FactoryReset { config, data_dir } => {
-            let config = match load_config(config.as_deref()) {
+            let config = match config_or_exit(config.as_deref()) {
                 Ok(config) => config,
-                Err(e) => {
-                    eprintln!("applianced: {e}");
-                    return ExitCode::from(EXIT_BAD_CONFIG);
-                }
+                Err(exit) => return exit,
             };
             let dir = data_dir.unwrap_or(config.store.data_dir);
             match device::factory_reset::request(&dir) {
@@ -176,6 +174,22 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("applianced factory-reset: {}: {e}", dir.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::MarkGood { config } => {
+            let config = match config_or_exit(config.as_deref()) {
+                Ok(config) => config,
+                Err(exit) => return exit,
+            };
+            match run::mark_good(config) {
+                Ok(message) => {
+                    println!("{message}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("applianced mark-good: {e:#}");
                     ExitCode::FAILURE
                 }
             }
@@ -203,6 +217,14 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// The configuration, or the exit status after saying what is wrong with it.
+fn config_or_exit(explicit: Option<&std::path::Path>) -> Result<Config, ExitCode> {
+    load_config(explicit).map_err(|e| {
+        eprintln!("applianced: {e}");
+        ExitCode::from(EXIT_BAD_CONFIG)
+    })
 }
 
 fn load_config(explicit: Option<&std::path::Path>) -> Result<Config, ConfigError> {

@@ -14,11 +14,21 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
 use crate::device::{Device, factory_reset};
+use crate::update::Updates;
 use crate::vision::Vision;
 use crate::{logging, sip, systemd, tls, uplink};
 
 /// How long in-flight HTTP requests may take to finish after a stop signal.
 const HTTP_DRAIN: Duration = Duration::from_secs(3);
+
+/// `applianced mark-good`: marks the booted slot good through RAUC.
+pub fn mark_good(config: Config) -> anyhow::Result<String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(crate::update::mark_booted_good(&config.update))
+}
 
 /// How `run` ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -106,6 +116,7 @@ async fn serve(mut config: Config) -> anyhow::Result<Exit> {
             }
         }
     });
+    let updates = Updates::new(config.update.clone(), store.clone(), data_dir);
     let uplinks = uplink::start(
         &config.uplink,
         uplink::Context {
@@ -113,6 +124,7 @@ async fn serve(mut config: Config) -> anyhow::Result<Exit> {
             store: &store,
             sip: &sip,
             vision: &vision,
+            updates: &updates,
             data_dir: data_dir.clone(),
             started,
         },
@@ -131,6 +143,7 @@ async fn serve(mut config: Config) -> anyhow::Result<Exit> {
         Some(sip),
         uplinks,
         vision.clone(),
+        updates,
         registry,
         http_addr,
         started,
@@ -208,7 +221,7 @@ enum ApiListener {
 }
 
 /// Camera id of events about the appliance itself.
-const APPLIANCE_CAMERA_ID: &str = "appliance";
+pub const APPLIANCE_CAMERA_ID: &str = "appliance";
 
 fn start_event() -> NewEvent {
     let mut attributes = serde_json::Map::new();

@@ -69,6 +69,7 @@ pub struct Context<'a> {
     pub store: &'a EventStore,
     pub sip: &'a SipHandle,
     pub vision: &'a crate::vision::Vision,
+    pub updates: &'a crate::update::Updates,
     pub data_dir: PathBuf,
     pub started: std::time::Instant,
 }
@@ -99,6 +100,7 @@ pub fn start(
         store,
         sip,
         vision,
+        updates,
         data_dir,
         started,
     } = context;
@@ -131,7 +133,13 @@ pub fn start(
         let downlink = publisher
             .take_downlink()
             .expect("a new publisher has its downlink");
-        let commands = Commands::new(store.clone(), sip.clone(), vision.clone(), started);
+        let commands = Commands::new(
+            store.clone(),
+            sip.clone(),
+            vision.clone(),
+            updates.clone(),
+            started,
+        );
         tokio::spawn(run_commands(
             commands,
             downlink,

@@ -10,6 +10,7 @@ mod events;
 mod libraries;
 mod sessions;
 mod system;
+mod update;
 mod vision;
 
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ pub use error::ApiError;
 
 use crate::device::Device;
 use crate::sip::SipHandle;
+use crate::update::Updates;
 use crate::uplink::Uplinks;
 use crate::vision::Vision;
 
@@ -42,6 +44,7 @@ struct StateInner {
     sip: Option<SipHandle>,
     uplinks: Uplinks,
     vision: Vision,
+    updates: Updates,
     registry: Mutex<Registry>,
     http_addr: SocketAddr,
     started: Instant,
@@ -55,6 +58,7 @@ impl AppState {
         sip: Option<SipHandle>,
         uplinks: Uplinks,
         vision: Vision,
+        updates: Updates,
         registry: Registry,
         http_addr: SocketAddr,
         started: Instant,
@@ -66,6 +70,7 @@ impl AppState {
                 sip,
                 uplinks,
                 vision,
+                updates,
                 registry: Mutex::new(registry),
                 http_addr,
                 started,
@@ -79,6 +84,10 @@ impl AppState {
 
     fn device(&self) -> &Device {
         &self.inner.device
+    }
+
+    fn updates(&self) -> &Updates {
+        &self.inner.updates
     }
 }
 
@@ -96,6 +105,8 @@ impl AppState {
         admin::logout,
         admin::change_password,
         admin::factory_reset,
+        update::status,
+        update::install,
         system::uplink,
         system::telemetry,
         events::list_events,
@@ -179,6 +190,10 @@ impl AppState {
         admin::FactoryResetBody,
         admin::SessionToken,
         admin::ResetAccepted,
+        crate::update::UpdateView,
+        crate::update::Job,
+        crate::update::JobState,
+        update::InstallFromUrl,
         system::UplinkList,
         appliance_uplink::sender::UplinkStatus,
         appliance_uplink::media::MediaStatus,
@@ -241,6 +256,13 @@ fn protected_routes() -> Router<AppState> {
         .route("/logout", post(admin::logout))
         .route("/system/password", put(admin::change_password))
         .route("/system/factory-reset", post(admin::factory_reset))
+        .route(
+            "/system/update",
+            get(update::status)
+                .post(update::install)
+                // Bundles are streamed to disk with `update.max_bundle` as the limit.
+                .layer(DefaultBodyLimit::disable()),
+        )
         .route("/events", get(events::list_events))
         .route("/uplink", get(system::uplink))
         .route("/telemetry", get(system::telemetry))
