@@ -211,7 +211,8 @@ fn the_daemon_accepts_the_box_configuration() {
     succeeds(&mut command);
     let text = fs::read_to_string(&file).unwrap();
     for line in [
-        r#"listen = "0.0.0.0:8080""#,
+        r#"listen = "0.0.0.0:8443""#,
+        "tls = true",
         r#"data_dir = "/var/lib/appliance""#,
         r#"listen = "0.0.0.0:5060""#,
     ] {
