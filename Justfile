@@ -48,6 +48,21 @@ bench-uplink *ARGS:
 bench-vision *ARGS:
     ./target/release/vision-bench {{ ARGS }}
 
+# Build the firmware image of BOARD (rk3588, qemu_aarch64_virt, jetson_orin) with Buildroot into buildroot/output/BOARD/images: needs the network, ~1 h and 20 GB the first time.
+image BOARD: setup
+    scripts/image.sh {{ BOARD }}
+
+# Sign a RAUC update bundle of the Buildroot image (development PKI in .local/rauc/, made on first use): [--rootfs IMG] [--out FILE] [--version V] [--compatible C].
+bundle *ARGS:
+    scripts/bundle.sh {{ ARGS }}
+
+# Write the RK3588 image (`just image rk3588`) to DEVICE, an SD card or eMMC: erases all of DEVICE.
+[confirm]
+flash DEVICE:
+    test -b {{ DEVICE }} || { echo "flash: {{ DEVICE }} is not a block device" >&2; exit 1; }
+    [ -z "$(lsblk -nro MOUNTPOINT {{ DEVICE }})" ] || { echo "flash: {{ DEVICE }} has mounted partitions: unmount them" >&2; exit 1; }
+    $(test "$(id -u)" = 0 || echo sudo) dd if=buildroot/output/rk3588/images/disk.img of={{ DEVICE }} bs=4M conv=fsync status=progress
+
 # Fuzz the SIP, MANSCDP, SDP, digest and media parsers (nightly + cargo-fuzz), SECONDS per target.
 fuzz SECONDS="60" *TARGETS:
     scripts/fuzz.sh {{ SECONDS }} {{ TARGETS }}
