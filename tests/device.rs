@@ -234,6 +234,19 @@ fn factory_reset_wipes_the_data_directory_and_comes_back_unclaimed() {
 }
 
 #[test]
+fn a_reboot_stops_the_daemon_with_the_status_its_unit_reboots_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let (status, body) = daemon.post("/api/v1/system/reboot", "");
+    assert_eq!(status, 202, "{body}");
+    let exit = daemon.wait_exit(Duration::from_secs(15));
+    assert_eq!(exit.code(), Some(76));
+    // Nothing was wiped: the box comes back claimed, with its identity.
+    let daemon = Daemon::start(dir.path());
+    assert_eq!(daemon.get("/api/v1/claim").1["claimed"], true);
+}
+
+#[test]
 fn the_reset_command_for_a_button_resets_at_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(dir.path());

@@ -392,6 +392,53 @@ fn a_factory_reset_erases_both_data_directories_and_then_its_marker() {
     }
 }
 
+#[test]
+fn the_daemon_unit_reboots_only_when_the_daemon_asked() {
+    // A stand-in systemctl first on the PATH records what it was asked.
+    let bin = tempfile::tempdir().unwrap();
+    let calls = bin.path().join("calls");
+    fs::write(
+        bin.path().join("systemctl"),
+        format!("#!/bin/sh\necho \"$*\" >> '{}'\n", calls.display()),
+    )
+    .unwrap();
+    fs::set_permissions(
+        bin.path().join("systemctl"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let after = |code: &str, status: &str| {
+        let mut command = tool("rootfs-overlay/usr/lib/appliance/reboot-if-asked.sh");
+        let path = format!(
+            "{}:{}",
+            bin.path().display(),
+            std::env::var("PATH").unwrap()
+        );
+        command
+            .env("PATH", path)
+            .env("EXIT_CODE", code)
+            .env("EXIT_STATUS", status);
+        succeeds(&mut command);
+        fs::read_to_string(&calls).unwrap_or_default()
+    };
+    // A stop, a clean exit, a restart request, a crash: no reboot.
+    for (code, status) in [
+        ("killed", "TERM"),
+        ("exited", "0"),
+        ("exited", "75"),
+        ("dumped", "SEGV"),
+    ] {
+        assert_eq!(after(code, status), "", "{code} {status}");
+    }
+    assert_eq!(after("exited", "76"), "reboot --no-block\n");
+    let unit = fs::read_to_string(repo().join("systemd/applianced.service")).unwrap();
+    assert!(unit.contains("ExecStopPost=+/usr/lib/appliance/reboot-if-asked.sh"));
+    assert!(
+        unit.contains("RestartPreventExitStatus=2 76"),
+        "no restart before the reboot"
+    );
+}
+
 /// What blkid finds on a device or image file: (TYPE, LABEL, UUID).
 fn probe(path: &Path) -> (String, String, String) {
     let mut command = Command::new("blkid");

@@ -2,6 +2,7 @@
 //! run): each gets exactly one result, stored by command id in the `uplink.commands` state
 //! namespace, so a command delivered again is answered with its first result.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use appliance_manscdp::Body;
@@ -17,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::api::devices::device_control;
+use crate::lifecycle::{Exit, ExitRequests};
 use crate::sip::SipHandle;
 use crate::update::{StartError, Updates};
 use crate::vision::Vision;
@@ -27,12 +29,17 @@ use crate::vision::edit::EditError;
 const RESULTS_NAMESPACE: &str = "uplink.commands";
 /// How long a command's result is kept to answer repeats of it.
 const KEEP_RESULTS: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+/// How long a `reboot`'s result has to leave over MQTT (QoS 0) before the daemon stops.
+const RESULT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct Commands {
     store: EventStore,
     sip: SipHandle,
     vision: Vision,
     updates: Updates,
+    exits: ExitRequests,
+    /// Set by a `reboot` that ran: the reboot waits until its result is on its way.
+    reboot_after_result: AtomicBool,
     started: Instant,
 }
 
@@ -172,6 +179,7 @@ impl Commands {
         sip: SipHandle,
         vision: Vision,
         updates: Updates,
+        exits: ExitRequests,
         started: Instant,
     ) -> Commands {
         Commands {
@@ -179,7 +187,19 @@ impl Commands {
             sip,
             vision,
             updates,
+            exits,
+            reboot_after_result: AtomicBool::new(false),
             started,
+        }
+    }
+
+    /// Called once a result was handed to MQTT: a `reboot` that ran stops the daemon now, a
+    /// moment later so that its result leaves first (it is stored too: a repeat of the command
+    /// after the reboot gets the result, and does not reboot again).
+    pub async fn after_result(&self) {
+        if self.reboot_after_result.swap(false, Ordering::SeqCst) {
+            tokio::time::sleep(RESULT_GRACE).await;
+            self.exits.request(Exit::Reboot);
         }
     }
 
@@ -277,12 +297,10 @@ impl Commands {
                 }
             }
             "firmware.update" => self.firmware_update(command, now).await,
-            "reboot" => CommandResult::rejected(
-                command,
-                "unsupported",
-                "reboot is not a command yet; an installed update runs after the next reboot",
-                now,
-            ),
+            "reboot" => {
+                self.reboot_after_result.store(true, Ordering::SeqCst);
+                CommandResult::ok(command, json!({ "rebooting": true }), now)
+            }
             other => CommandResult::rejected(
                 command,
                 "unknown_command",

@@ -7,6 +7,7 @@
 mod api;
 mod commands;
 mod device;
+mod lifecycle;
 mod logging;
 mod media;
 mod run;
@@ -95,6 +96,9 @@ const EXIT_BAD_CONFIG: u8 = 2;
 /// Exit status asking systemd to start the daemon again (`RestartForceExitStatus=75` in
 /// applianced.service; EX_TEMPFAIL).
 const EXIT_RESTART: u8 = 75;
+/// Exit status asking for a reboot of the box (applianced.service's `ExecStopPost` reboots on
+/// it, as root; the daemon has no privilege to).
+const EXIT_REBOOT: u8 = 76;
 
 fn main() -> ExitCode {
     match Cli::parse().command {
@@ -107,8 +111,9 @@ fn main() -> ExitCode {
                 config.store.data_dir = dir;
             }
             match run::run(config) {
-                Ok(run::Exit::Stopped) => ExitCode::SUCCESS,
-                Ok(run::Exit::Restart) => ExitCode::from(EXIT_RESTART),
+                Ok(lifecycle::Exit::Stopped) => ExitCode::SUCCESS,
+                Ok(lifecycle::Exit::Restart) => ExitCode::from(EXIT_RESTART),
+                Ok(lifecycle::Exit::Reboot) => ExitCode::from(EXIT_REBOOT),
                 Err(e) => {
                     tracing::error!("{e:#}");
                     eprintln!("applianced: {e:#}");

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
 use crate::device::{Device, factory_reset};
+use crate::lifecycle::{Exit, ExitRequests};
 use crate::update::Updates;
 use crate::vision::Vision;
 use crate::{logging, sip, systemd, tls, uplink};
@@ -28,16 +29,6 @@ pub fn mark_good(config: Config) -> anyhow::Result<String> {
         .build()
         .context("cannot start the async runtime")?
         .block_on(crate::update::mark_booted_good(&config.update))
-}
-
-/// How `run` ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Exit {
-    /// A stop signal.
-    Stopped,
-    /// The daemon must be started again (a factory reset was asked for); under systemd
-    /// `RestartForceExitStatus` does that.
-    Restart,
 }
 
 pub fn run(config: Config) -> anyhow::Result<Exit> {
@@ -82,8 +73,8 @@ async fn serve(mut config: Config) -> anyhow::Result<Exit> {
         .await
         .context("cannot write to the store")?;
 
-    let restart = CancellationToken::new();
-    let device = Device::open(&mut config, &store, &mut registry, restart.clone()).await?;
+    let exits = ExitRequests::default();
+    let device = Device::open(&mut config, &store, &mut registry, exits.clone()).await?;
 
     let listener = TcpListener::bind(config.http.listen)
         .await
@@ -125,6 +116,7 @@ async fn serve(mut config: Config) -> anyhow::Result<Exit> {
             sip: &sip,
             vision: &vision,
             updates: &updates,
+            exits: &exits,
             data_dir: data_dir.clone(),
             started,
         },
@@ -144,6 +136,7 @@ async fn serve(mut config: Config) -> anyhow::Result<Exit> {
         uplinks,
         vision.clone(),
         updates,
+        exits.clone(),
         registry,
         http_addr,
         started,
@@ -190,9 +183,9 @@ async fn serve(mut config: Config) -> anyhow::Result<Exit> {
             tracing::info!(signal = signal_name, "stopping");
             Exit::Stopped
         }
-        _ = restart.cancelled() => {
-            tracing::info!("stopping to restart");
-            Exit::Restart
+        exit = exits.requested() => {
+            tracing::info!(?exit, "stopping");
+            exit
         }
     };
     systemd::stopping();

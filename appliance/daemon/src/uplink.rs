@@ -70,6 +70,7 @@ pub struct Context<'a> {
     pub sip: &'a SipHandle,
     pub vision: &'a crate::vision::Vision,
     pub updates: &'a crate::update::Updates,
+    pub exits: &'a crate::lifecycle::ExitRequests,
     pub data_dir: PathBuf,
     pub started: std::time::Instant,
 }
@@ -101,6 +102,7 @@ pub fn start(
         sip,
         vision,
         updates,
+        exits,
         data_dir,
         started,
     } = context;
@@ -138,6 +140,7 @@ pub fn start(
             sip.clone(),
             vision.clone(),
             updates.clone(),
+            exits.clone(),
             started,
         );
         tokio::spawn(run_commands(
@@ -225,6 +228,7 @@ async fn run_commands(
         if let Err(e) = side.publish("cmd_result", result.to_json()).await {
             tracing::warn!(command = ?result.id, error = %e, "cannot send a command result");
         }
+        commands.after_result().await;
     }
 }
 

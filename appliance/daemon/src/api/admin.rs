@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use super::{ApiError, AppState, json_body};
 use crate::device::{AdminError, Session};
+use crate::lifecycle::Exit;
 
 /// Whether the box is claimed, and what identifies it before trusting it with a password.
 #[derive(Serialize, ToSchema)]
@@ -42,7 +43,7 @@ pub struct FactoryResetBody {
     confirm_device_id: String,
 }
 
-/// A factory reset under way.
+/// A factory reset or reboot under way.
 #[derive(Serialize, ToSchema)]
 pub struct ResetAccepted {
     /// What happens next, for a person.
@@ -189,6 +190,17 @@ pub async fn factory_reset(
     device.factory_reset().await.map_err(ApiError::internal)?;
     let message = "the daemon restarts, wipes its data and comes back unclaimed";
     Ok((StatusCode::ACCEPTED, Json(ResetAccepted { message })))
+}
+
+/// Reboots the box: the daemon stops in order (open sessions hung up, the store closed) and
+/// systemd reboots (applianced.service's `ExecStopPost`). After an update, the new slot runs.
+#[utoipa::path(post, path = "/api/v1/system/reboot", responses(
+    (status = 202, description = "Stopping to reboot", body = ResetAccepted),
+))]
+pub async fn reboot(State(state): State<AppState>) -> (StatusCode, Json<ResetAccepted>) {
+    state.inner.exits.request(Exit::Reboot);
+    let message = "the daemon stops and the box reboots";
+    (StatusCode::ACCEPTED, Json(ResetAccepted { message }))
 }
 
 /// The gate in front of the protected routes.

@@ -27,6 +27,7 @@ use utoipa::OpenApi;
 pub use error::ApiError;
 
 use crate::device::Device;
+use crate::lifecycle::ExitRequests;
 use crate::sip::SipHandle;
 use crate::update::Updates;
 use crate::uplink::Uplinks;
@@ -45,6 +46,7 @@ struct StateInner {
     uplinks: Uplinks,
     vision: Vision,
     updates: Updates,
+    exits: ExitRequests,
     registry: Mutex<Registry>,
     http_addr: SocketAddr,
     started: Instant,
@@ -59,6 +61,7 @@ impl AppState {
         uplinks: Uplinks,
         vision: Vision,
         updates: Updates,
+        exits: ExitRequests,
         registry: Registry,
         http_addr: SocketAddr,
         started: Instant,
@@ -71,6 +74,7 @@ impl AppState {
                 uplinks,
                 vision,
                 updates,
+                exits,
                 registry: Mutex::new(registry),
                 http_addr,
                 started,
@@ -107,6 +111,7 @@ impl AppState {
         admin::factory_reset,
         update::status,
         update::install,
+        admin::reboot,
         system::uplink,
         system::telemetry,
         events::list_events,
@@ -256,6 +261,7 @@ fn protected_routes() -> Router<AppState> {
         .route("/logout", post(admin::logout))
         .route("/system/password", put(admin::change_password))
         .route("/system/factory-reset", post(admin::factory_reset))
+        .route("/system/reboot", post(admin::reboot))
         .route(
             "/system/update",
             get(update::status)

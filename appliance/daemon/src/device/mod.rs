@@ -21,9 +21,10 @@ use appliance_config::Config;
 use appliance_store::{EventStore, StateChange};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
-use tokio_util::sync::CancellationToken;
 
 use admin::{LoginThrottle, Sessions};
+
+use crate::lifecycle::{Exit, ExitRequests};
 pub use identity::TlsIdentity;
 
 /// Store namespace of the box's identity and admin state.
@@ -70,8 +71,8 @@ struct Inner {
     /// argon2 runs, which also serialises guesses.
     password: tokio::sync::Mutex<Password>,
     sessions: Mutex<Sessions>,
-    /// Cancelled when the daemon must exit for systemd to start it again (factory reset).
-    restart: CancellationToken,
+    /// Where a factory reset asks the daemon to exit for systemd to start it again.
+    exits: ExitRequests,
 }
 
 struct Password {
@@ -87,7 +88,7 @@ impl Device {
         config: &mut Config,
         store: &EventStore,
         registry: &mut Registry,
-        restart: CancellationToken,
+        exits: ExitRequests,
     ) -> anyhow::Result<Device> {
         let rejected = Counter::<u64>::default();
         registry.register(
@@ -136,7 +137,7 @@ impl Device {
                     throttle: LoginThrottle::default(),
                 }),
                 sessions: Mutex::new(Sessions::default()),
-                restart,
+                exits,
             }),
         })
     }
@@ -223,7 +224,7 @@ impl Device {
             .await?
             .context("cannot mark the data directory for a factory reset")?;
         tracing::warn!("factory reset requested: restarting to wipe the data directory");
-        self.inner.restart.cancel();
+        self.inner.exits.request(Exit::Restart);
         Ok(())
     }
 
