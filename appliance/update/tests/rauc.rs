@@ -370,25 +370,28 @@ async fn install_writes_the_free_slot_and_makes_it_primary() {
     );
 }
 
-/// While RAUC installs it refuses slot reads and a second installation; `status` still answers
-/// with what RAUC does report.
-#[tokio::test]
-async fn status_and_a_second_install_during_an_installation() {
-    let rig = rig_or_skip!();
-    let image = image(3);
+/// Starts installing a `plain` bundle of `image(seed)` and waits until the bootloader script
+/// holds RAUC in the middle of it (until `release`); returns the installation and the bundle.
+/// `None`, said, where this machine cannot loop-mount: RAUC never gets that far.
+async fn held_installation(
+    rig: &Rig,
+    seed: u32,
+    version: &str,
+) -> Option<(appliance_update::Installation, String)> {
+    let image = image(seed);
     let path = rig.system.bundle(
         "plain",
         &BundleSpec {
             format: "plain",
             compatible: COMPATIBLE,
-            version: "2.0",
+            version,
             image: &image,
         },
         rig.system.pki(),
     );
     if !can_loop_mount() {
         eprintln!("not covered: this machine cannot loop-mount, so RAUC never gets that far");
-        return;
+        return None;
     }
     rig.system.hold();
     let installation = within("install", rig.rauc().install(&path)).await.unwrap();
@@ -398,6 +401,17 @@ async fn status_and_a_second_install_during_an_installation() {
         }
     })
     .await;
+    Some((installation, path))
+}
+
+/// While RAUC installs it refuses slot reads and a second installation; `status` still answers
+/// with what RAUC does report.
+#[tokio::test]
+async fn status_and_a_second_install_during_an_installation() {
+    let rig = rig_or_skip!();
+    let Some((installation, path)) = held_installation(&rig, 3, "2.0").await else {
+        return;
+    };
 
     let status = rig.status().await;
     assert_eq!(status.operation, Operation::Installing);
@@ -441,29 +455,9 @@ async fn status_and_a_second_install_during_an_installation() {
 #[tokio::test]
 async fn rauc_exiting_mid_installation_is_reported() {
     let mut rig = rig_or_skip!();
-    let image = image(4);
-    let path = rig.system.bundle(
-        "plain",
-        &BundleSpec {
-            format: "plain",
-            compatible: COMPATIBLE,
-            version: "3.0",
-            image: &image,
-        },
-        rig.system.pki(),
-    );
-    if !can_loop_mount() {
-        eprintln!("not covered: this machine cannot loop-mount, so RAUC never gets that far");
+    let Some((installation, _)) = held_installation(&rig, 4, "3.0").await else {
         return;
-    }
-    rig.system.hold();
-    let installation = within("install", rig.rauc().install(&path)).await.unwrap();
-    within("held", async {
-        while !rig.system.held() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    };
     rig.system.kill_service();
     match within("finish", installation.finish()).await {
         Err(Error::ServiceGone) => {}

@@ -80,6 +80,24 @@ struct Password {
     throttle: LoginThrottle,
 }
 
+impl Password {
+    /// Checks `password` against the admin's, behind the guessing brake.
+    async fn verify(&mut self, password: &str) -> Result<(), AdminError> {
+        let hash = self.hash.clone().ok_or(AdminError::Unclaimed)?;
+        self.throttle
+            .check(Instant::now())
+            .map_err(AdminError::Throttled)?;
+        if verify_off_thread(hash, password).await? {
+            self.throttle.succeeded();
+            Ok(())
+        } else {
+            self.throttle.failed(Instant::now());
+            tracing::warn!("wrong admin password");
+            Err(AdminError::WrongPassword)
+        }
+    }
+}
+
 impl Device {
     /// Reads this box's identity, making it on the first start of a data directory (applying
     /// the provisioning file if there is a valid one). Applies a provisioned upstream to
@@ -171,19 +189,8 @@ impl Device {
     /// Checks the admin password; signs in.
     pub async fn login(&self, password: &str) -> Result<Session, AdminError> {
         let mut state = self.inner.password.lock().await;
-        let hash = state.hash.clone().ok_or(AdminError::Unclaimed)?;
-        state
-            .throttle
-            .check(Instant::now())
-            .map_err(AdminError::Throttled)?;
-        if verify_off_thread(hash, password).await? {
-            state.throttle.succeeded();
-            Ok(self.new_session())
-        } else {
-            state.throttle.failed(Instant::now());
-            tracing::warn!("failed admin sign-in");
-            Err(AdminError::WrongPassword)
-        }
+        state.verify(password).await?;
+        Ok(self.new_session())
     }
 
     /// Whether `token` is a live session.
@@ -199,15 +206,7 @@ impl Device {
     pub async fn change_password(&self, current: &str, new: &str) -> Result<(), AdminError> {
         admin::check_new_password(new).map_err(AdminError::WeakPassword)?;
         let mut state = self.inner.password.lock().await;
-        let hash = state.hash.clone().ok_or(AdminError::Unclaimed)?;
-        state
-            .throttle
-            .check(Instant::now())
-            .map_err(AdminError::Throttled)?;
-        if !verify_off_thread(hash, current).await? {
-            state.throttle.failed(Instant::now());
-            return Err(AdminError::WrongPassword);
-        }
+        state.verify(current).await?;
         let hash = hash_off_thread(new).await?;
         self.store_hash(&hash).await?;
         state.hash = Some(hash);
