@@ -234,8 +234,8 @@ impl Rauc {
     /// Marks a slot. `slot` is `booted`, `other` (the other bootable slot of the booted one's
     /// class) or a slot name (`rootfs.1`).
     ///
-    /// The daemon marks its booted slot [`MarkState::Good`] once it runs healthy after an
-    /// update, so the bootloader stops counting boot attempts; [`MarkState::Bad`] makes the
+    /// `applianced mark-good` (run by `appliance-mark-good.service` once the daemon is ready)
+    /// marks the booted slot [`MarkState::Good`], so the bootloader stops counting boot attempts; [`MarkState::Bad`] makes the
     /// next boot fall back.
     pub async fn mark(&self, state: MarkState, slot: &str) -> Result<Marked, Error> {
         let (slot, message) = self
