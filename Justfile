@@ -22,10 +22,11 @@ run *ARGS: setup
     cargo build --release -p applianced
     ./target/release/applianced run {{ ARGS }}
 
-# Format check, lints, then every test (unit, end-to-end with the real binaries, crash cycles).
+# Format check, lints, every test (unit, end-to-end with the real binaries, crash cycles, the firmware checks), then the aarch64 build and its tests under qemu.
 test: setup-test lint
     cargo build --workspace --bins
     cargo nextest run --workspace --no-fail-fast
+    scripts/cross.sh all
 
 # Benchmarks that print tables: `just bench store` (against SQLite), `just bench sip`, `just bench uplink`, `just bench vision`.
 bench WHAT: setup
@@ -47,6 +48,10 @@ bench-uplink *ARGS:
 [private]
 bench-vision *ARGS:
     ./target/release/vision-bench {{ ARGS }}
+
+# Build applianced for aarch64 (every shipped feature, Debian arm64 sysroot in .local/cross, into target/cross), then run it and the self-contained tests under qemu-aarch64; `just cross --release` for a release build.
+cross *ARGS: setup
+    scripts/cross.sh all {{ ARGS }}
 
 # Build the firmware image of BOARD (rk3588, qemu_aarch64_virt, jetson_orin) with Buildroot into buildroot/output/BOARD/images: needs the network, ~1 h and 20 GB the first time.
 image BOARD: setup

@@ -34,6 +34,7 @@ packages=(
   dbus-daemon # a private bus for tests that talk to `rauc service` over D-Bus
   gcc-aarch64-linux-gnu # linker for `just cross` (aarch64-unknown-linux-gnu)
   libc6-dev-arm64-cross # the aarch64 C runtime the cross linker links against
+  g++-aarch64-linux-gnu # librdkafka's bundled build also compiles its C++ wrapper
   argon2 # the reference argon2 CLI: tests/device.rs makes provisioning hashes with it
   qemu-user # qemu-aarch64: runs the aarch64 unit tests and `applianced version` on this host
 )
