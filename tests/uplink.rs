@@ -471,6 +471,80 @@ fn telemetry_and_cloud_commands_share_the_mqtt_connection() {
 }
 
 #[test]
+fn a_cloud_setting_is_checked_stored_and_in_force_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(BrokerOptions::default());
+    let port = broker.port;
+    let cloud = MqttSubscriber::start(port, "appliance/box-test/+", &dir.path().join("cloud.txt"));
+    let daemon = daemon(&dir.path().join("box"), port, &[]);
+    let on = |topic: &str| -> Vec<Value> {
+        cloud
+            .messages()
+            .into_iter()
+            .filter(|(t, _)| t == topic)
+            .map(|(_, m)| m)
+            .collect()
+    };
+    let result = |id: &str| {
+        let mut found = None;
+        wait_for(Duration::from_secs(10), || {
+            found = on("appliance/box-test/cmd_result")
+                .into_iter()
+                .find(|r| r["id"] == id);
+            found.is_some()
+        });
+        found.unwrap_or_else(|| panic!("no result for {id}"))
+    };
+    let set = |id: &str, settings: &str| {
+        let body = format!(
+            r#"{{"schema":"appliance.cmd.v1","id":"{id}","type":"config.set","params":{{"settings":{settings}}}}}"#
+        );
+        mqtt_publish(port, "appliance/box-test/cmd/config.set", &body);
+        result(id)
+    };
+    // Refused whole, nothing stored, no restart: a key the cloud may not change, a bad value.
+    let listen = set("s1", r#"{"http.listen": "0.0.0.0:80", "uplink.batch": 10}"#);
+    assert_eq!(
+        (&listen["status"], &listen["code"]),
+        (&"error".into(), &"invalid".into())
+    );
+    assert!(
+        listen["message"].as_str().unwrap().contains("http.listen"),
+        "{listen}"
+    );
+    let zero = set("s2", r#"{"uplink.batch": 0}"#);
+    assert!(
+        zero["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("setting uplink.batch"),
+        "{zero}"
+    );
+    assert_eq!(daemon.get("/api/v1/health").0, 200, "still running");
+
+    // Telemetry goes every minute by default; the cloud makes it every 5 s.
+    let ok = set(
+        "s3",
+        r#"{"uplink.telemetry_interval": "5s", "retention.max_age": "2d"}"#,
+    );
+    assert_eq!(ok["status"], "ok", "{ok}");
+    assert_eq!(ok["result"]["restart"], true);
+    assert_eq!(ok["result"]["settings"]["uplink.telemetry_interval"], "5s");
+    let exit = daemon.wait_exit(Duration::from_secs(15));
+    assert_eq!(exit.code(), Some(75), "restarts to apply them");
+    let telemetry_before = on("appliance/box-test/telemetry").len();
+    let daemon = self::daemon(&dir.path().join("box"), port, &[]);
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            on("appliance/box-test/telemetry").len() >= telemetry_before + 3
+        }),
+        "telemetry every 5 s after the restart\n{}",
+        daemon.log()
+    );
+    assert!(daemon.log().contains("settings from the cloud applied"));
+}
+
+#[test]
 fn a_skill_sent_as_a_cloud_command_is_applied_and_its_events_come_back_up() {
     use appliance_media::clip::Background;
     use appliance_tests::clips::{ClipPlan, make_clip, photo};

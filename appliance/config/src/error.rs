@@ -34,6 +34,10 @@ pub enum ConfigError {
     /// invalid value.
     #[error("environment {var}: {message}")]
     Env { var: String, message: String },
+    /// A setting changed at run time ([`crate::Config::with_settings`]) is not one that may be
+    /// changed, or has an invalid value.
+    #[error("setting {key}: {message}")]
+    Setting { key: String, message: String },
 }
 
 /// A 1-based line and column (in characters) in a configuration file.

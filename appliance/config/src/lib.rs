@@ -110,6 +110,23 @@ use toml::{Table, Value};
 /// Where `applianced` looks for its configuration unless told otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/appliance/appliance.toml";
 
+/// The settings the central cloud may change on a running box (the `config.set` command): keys
+/// that tune it but cannot cut it off or open it up, so no listener, upstream, path, update,
+/// provisioning or store key.
+pub const CLOUD_SETTINGS: &[&str] = &[
+    "retention.max_age",
+    "retention.max_disk",
+    "retention.min_free_disk",
+    "retention.interval",
+    "sip.password",
+    "sip.heartbeat_interval",
+    "sip.heartbeat_missed",
+    "uplink.batch",
+    "uplink.telemetry_interval",
+    "vision.utc_offset",
+    "vision.snapshot_quality",
+];
+
 /// Prefix of the environment variables that override configuration keys.
 const ENV_PREFIX: &str = "APPLIANCE_";
 
@@ -1112,6 +1129,41 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
         Config::default().with_env(Table::new(), env)
+    }
+
+    /// This configuration with `settings` (dotted key from [`CLOUD_SETTINGS`] → value) applied
+    /// and checked as the file's keys are. A key outside that list, or a bad value, is an error
+    /// naming it.
+    pub fn with_settings(
+        &self,
+        settings: &std::collections::BTreeMap<String, Value>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = Table::try_from(self).expect("a configuration serialises to TOML");
+        for (key, value) in settings {
+            let refuse = |message: String| ConfigError::Setting {
+                key: key.clone(),
+                message,
+            };
+            let Some((section, name)) = key
+                .split_once('.')
+                .filter(|_| CLOUD_SETTINGS.contains(&key.as_str()))
+            else {
+                return Err(refuse(format!(
+                    "not a setting that may be changed (those are {})",
+                    CLOUD_SETTINGS.join(", ")
+                )));
+            };
+            table
+                .entry(section)
+                .or_insert_with(|| Value::Table(Table::new()))
+                .as_table_mut()
+                .expect("every section is a table")
+                .insert(name.to_owned(), value.clone());
+        }
+        serde_path_to_error::deserialize(Value::Table(table)).map_err(|err| ConfigError::Setting {
+            key: err.path().to_string(),
+            message: error::describe(err.inner()),
+        })
     }
 
     /// Applies the overrides in `env` to `table`, the valid TOML that `self`

@@ -805,3 +805,32 @@ fn the_s3_table_sends_media_to_a_bucket_and_is_checked() {
     let err = from_env(&[("APPLIANCE_UPLINK__S3__ENDPOINT", "http://x:1")]).unwrap_err();
     assert!(err.contains("APPLIANCE_UPLINK__S3__ENDPOINT"), "{err}");
 }
+
+#[test]
+fn settings_apply_over_a_configuration_and_are_checked() {
+    use std::collections::BTreeMap;
+    let none = BTreeMap::new();
+    assert_eq!(full().with_settings(&none).unwrap(), full(), "a round trip");
+    assert_eq!(
+        Config::default().with_settings(&none).unwrap(),
+        Config::default()
+    );
+    let mut settings = BTreeMap::new();
+    settings.insert("retention.max_age".to_owned(), Value::String("7d".into()));
+    settings.insert("uplink.batch".to_owned(), Value::Integer(500));
+    let changed = full().with_settings(&settings).unwrap();
+    assert_eq!(changed.retention.max_age, Duration::from_secs(7 * DAY));
+    assert_eq!(changed.uplink.batch, 500);
+    assert_eq!(changed.uplink.mqtt, full().uplink.mqtt, "the rest stays");
+
+    settings.insert("uplink.batch".to_owned(), Value::Integer(0));
+    let err = full().with_settings(&settings).unwrap_err().to_string();
+    assert!(err.starts_with("setting uplink.batch: "), "{err}");
+    let mut listen = BTreeMap::new();
+    listen.insert("http.listen".to_owned(), Value::String("0.0.0.0:80".into()));
+    let err = full().with_settings(&listen).unwrap_err().to_string();
+    assert!(
+        err.contains("setting http.listen: not a setting that may be changed"),
+        "{err}"
+    );
+}

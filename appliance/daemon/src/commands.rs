@@ -2,9 +2,10 @@
 //! run): each gets exactly one result, stored by command id in the `uplink.commands` state
 //! namespace, so a command delivered again is answered with its first result.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use appliance_config::Config;
 use appliance_manscdp::Body;
 use appliance_model::Timestamp;
 use appliance_skills::library::face::Person;
@@ -19,6 +20,7 @@ use serde_json::{Value, json};
 
 use crate::api::devices::device_control;
 use crate::lifecycle::{Exit, ExitRequests};
+use crate::settings::{self, ChangeError};
 use crate::sip::SipHandle;
 use crate::update::{StartError, Updates};
 use crate::vision::Vision;
@@ -29,7 +31,7 @@ use crate::vision::edit::EditError;
 const RESULTS_NAMESPACE: &str = "uplink.commands";
 /// How long a command's result is kept to answer repeats of it.
 const KEEP_RESULTS: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
-/// How long a `reboot`'s result has to leave over MQTT (QoS 0) before the daemon stops.
+/// How long a `reboot`'s or `config.set`'s result has to leave over MQTT (QoS 0) before the daemon stops.
 const RESULT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct Commands {
@@ -38,8 +40,10 @@ pub struct Commands {
     vision: Vision,
     updates: Updates,
     exits: ExitRequests,
-    /// Set by a `reboot` that ran: the reboot waits until its result is on its way.
-    reboot_after_result: AtomicBool,
+    /// The configuration without the cloud's settings, to check `config.set` against.
+    base_config: Arc<Config>,
+    /// Set by a `reboot` or `config.set` that ran: the daemon ends once its result is on its way.
+    exit_after_result: Mutex<Option<Exit>>,
     started: Instant,
 }
 
@@ -154,6 +158,13 @@ struct PlateRemove {
     plates: Option<Vec<String>>,
 }
 
+/// `config.set`: dotted setting → value (`null` removes the cloud's value for it).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigSet {
+    settings: serde_json::Map<String, Value>,
+}
+
 /// `firmware.update`: a bundle RAUC streams from the cloud.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -180,6 +191,7 @@ impl Commands {
         vision: Vision,
         updates: Updates,
         exits: ExitRequests,
+        base_config: Arc<Config>,
         started: Instant,
     ) -> Commands {
         Commands {
@@ -188,19 +200,33 @@ impl Commands {
             vision,
             updates,
             exits,
-            reboot_after_result: AtomicBool::new(false),
+            base_config,
+            exit_after_result: Mutex::new(None),
             started,
         }
     }
 
-    /// Called once a result was handed to MQTT: a `reboot` that ran stops the daemon now, a
-    /// moment later so that its result leaves first (it is stored too: a repeat of the command
-    /// after the reboot gets the result, and does not reboot again).
+    /// Called once a result was handed to MQTT: a `reboot` or `config.set` that ran ends the
+    /// daemon now (to reboot, or to restart with the new settings), a moment later so that its
+    /// result leaves first. The result is stored too: a repeat of the command afterwards gets
+    /// it without running again.
     pub async fn after_result(&self) {
-        if self.reboot_after_result.swap(false, Ordering::SeqCst) {
+        let exit = self
+            .exit_after_result
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(exit) = exit {
             tokio::time::sleep(RESULT_GRACE).await;
-            self.exits.request(Exit::Reboot);
+            self.exits.request(exit);
         }
+    }
+
+    fn exit_after_result(&self, exit: Exit) {
+        *self
+            .exit_after_result
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(exit);
     }
 
     /// Handles one command message from topic `cmd/<topic_type>`; returns the result to send.
@@ -298,15 +324,44 @@ impl Commands {
             }
             "firmware.update" => self.firmware_update(command, now).await,
             "reboot" => {
-                self.reboot_after_result.store(true, Ordering::SeqCst);
+                self.exit_after_result(Exit::Reboot);
                 CommandResult::ok(command, json!({ "rebooting": true }), now)
             }
+            "config.set" => self.config_set(command, now).await,
             other => CommandResult::rejected(
                 command,
                 "unknown_command",
                 format!("`{other}` is not a command this box knows"),
                 now,
             ),
+        }
+    }
+
+    /// `config.set`: settings from [`appliance_config::CLOUD_SETTINGS`] (a `null` removes one),
+    /// checked against the whole configuration, stored, and in force after the restart that
+    /// follows the result.
+    async fn config_set(&self, command: &Command, now: Timestamp) -> CommandResult {
+        let p: ConfigSet = match params(command) {
+            Ok(p) => p,
+            Err(BadParams(message)) => {
+                return CommandResult::rejected(command, "bad_params", message, now);
+            }
+        };
+        match settings::change(&self.store, &self.base_config, &p.settings).await {
+            Ok(settings) => {
+                self.exit_after_result(Exit::Restart);
+                CommandResult::ok(
+                    command,
+                    json!({ "settings": settings, "restart": true }),
+                    now,
+                )
+            }
+            Err(ChangeError::Invalid(e)) => {
+                CommandResult::error(command, "invalid", e.to_string(), now)
+            }
+            Err(ChangeError::Store(e)) => {
+                CommandResult::error(command, "internal", format!("{e:#}"), now)
+            }
         }
     }
 

@@ -11,6 +11,7 @@ mod lifecycle;
 mod logging;
 mod media;
 mod run;
+mod settings;
 mod sim;
 mod sip;
 mod systemd;

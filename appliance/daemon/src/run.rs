@@ -17,7 +17,7 @@ use crate::device::{Device, factory_reset};
 use crate::lifecycle::{Exit, ExitRequests};
 use crate::update::Updates;
 use crate::vision::Vision;
-use crate::{logging, sip, systemd, tls, uplink};
+use crate::{logging, settings, sip, systemd, tls, uplink};
 
 /// How long in-flight HTTP requests may take to finish after a stop signal.
 const HTTP_DRAIN: Duration = Duration::from_secs(3);
@@ -41,7 +41,7 @@ pub fn run(config: Config) -> anyhow::Result<Exit> {
         .block_on(serve(config))
 }
 
-async fn serve(mut config: Config) -> anyhow::Result<Exit> {
+async fn serve(config: Config) -> anyhow::Result<Exit> {
     let started = Instant::now();
     // Handlers first: a stop signal during start-up must still shut down cleanly.
     let stop_signal = stop_signal()?;
@@ -74,7 +74,12 @@ async fn serve(mut config: Config) -> anyhow::Result<Exit> {
         .context("cannot write to the store")?;
 
     let exits = ExitRequests::default();
+    let mut config = config;
     let device = Device::open(&mut config, &store, &mut registry, exits.clone()).await?;
+    // The file's configuration (with a provisioned upstream) stays the base the cloud's
+    // settings are checked against; the settings go over it.
+    let base_config = Arc::new(config.clone());
+    let config = settings::apply_stored(config, &store)?;
 
     let listener = TcpListener::bind(config.http.listen)
         .await
@@ -117,6 +122,7 @@ async fn serve(mut config: Config) -> anyhow::Result<Exit> {
             vision: &vision,
             updates: &updates,
             exits: &exits,
+            base_config,
             data_dir: data_dir.clone(),
             started,
         },

@@ -71,6 +71,8 @@ pub struct Context<'a> {
     pub vision: &'a crate::vision::Vision,
     pub updates: &'a crate::update::Updates,
     pub exits: &'a crate::lifecycle::ExitRequests,
+    /// The configuration without the cloud's settings (`config.set` checks against it).
+    pub base_config: Arc<appliance_config::Config>,
     pub data_dir: PathBuf,
     pub started: std::time::Instant,
 }
@@ -103,6 +105,7 @@ pub fn start(
         vision,
         updates,
         exits,
+        base_config,
         data_dir,
         started,
     } = context;
@@ -141,6 +144,7 @@ pub fn start(
             vision.clone(),
             updates.clone(),
             exits.clone(),
+            base_config,
             started,
         );
         tokio::spawn(run_commands(
