@@ -23,6 +23,7 @@ packages=(
   zlib1g-dev # librdkafka's gzip support, found by its configure script (build dependency)
   mosquitto # MQTT broker: appliance-uplink's tests start one per test on a loopback port
   mosquitto-clients # mosquitto_sub/mosquitto_pub: the cloud side of tests/uplink.rs, and by hand
+  socat # TLS terminator in front of tansu (no TLS of its own): the Kafka-over-TLS tests
   # Firmware (issue 6): bundles, image layouts, units and the aarch64 build, checked on this host.
   rauc # signs and verifies update bundles (just bundle, tests/firmware.rs); `rauc service` in tests
   squashfs-tools # mksquashfs: the root filesystem inside a RAUC bundle

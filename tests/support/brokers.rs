@@ -1,11 +1,13 @@
 //! Real brokers for the uplink's tests, in the crate and end to end: mosquitto (MQTT) and tansu
 //! (a Kafka-protocol broker with in-memory storage; `scripts/setup-packages.sh` installs both),
-//! each on a loopback port and stopped when dropped.
+//! each on a loopback port and stopped when dropped. tansu has no TLS of its own: [`TlsFront`]
+//! (socat) terminates TLS in front of it.
 
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Write as _;
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -235,6 +237,8 @@ pub struct Tansu {
     /// Require SASL: tansu then knows no user (users are created through an authenticated
     /// connection), so every login fails, which is what the credential tests need.
     authenticate: bool,
+    /// The TLS terminator in front of it, whose port tansu advertises; `None`: plaintext.
+    front: Option<TlsFront>,
     child: Option<Child>,
     log: tempfile::NamedTempFile,
 }
@@ -242,19 +246,32 @@ pub struct Tansu {
 impl Tansu {
     /// On a free port.
     pub fn start() -> Tansu {
-        Tansu::start_with(false)
+        Tansu::start_with(false, None)
     }
 
     /// On a free port, refusing every SASL login.
     pub fn start_authenticating() -> Tansu {
-        Tansu::start_with(true)
+        Tansu::start_with(true, None)
     }
 
-    fn start_with(authenticate: bool) -> Tansu {
+    /// Behind a [`TlsFront`] with the server certificate of `tls`: tansu listens in plaintext
+    /// on its own port and advertises the front's, so that clients, which reconnect to the
+    /// advertised listener from the metadata, stay on TLS. [`Tansu::brokers`] is the front.
+    pub fn start_behind_tls(tls: &TlsFiles) -> Tansu {
         let port = free_port();
+        let front = TlsFront::start(tls, port);
+        Tansu::start_with(false, Some((port, front)))
+    }
+
+    fn start_with(authenticate: bool, behind: Option<(u16, TlsFront)>) -> Tansu {
+        let (port, front) = match behind {
+            Some((port, front)) => (port, Some(front)),
+            None => (free_port(), None),
+        };
         let mut tansu = Tansu {
             port,
             authenticate,
+            front,
             child: None,
             log: tempfile::NamedTempFile::new().expect("tansu log file"),
         };
@@ -268,16 +285,33 @@ impl Tansu {
         self.spawn();
     }
 
-    /// `host:port` for `bootstrap.servers`.
+    /// `host:port` for `bootstrap.servers`: the advertised listener (behind TLS, the front).
     pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.advertised_port())
+    }
+
+    fn advertised_port(&self) -> u16 {
+        self.front.as_ref().map_or(self.port, |front| front.port)
+    }
+
+    /// A client of this broker: `bootstrap.servers`, and behind TLS `security.protocol=ssl`
+    /// with the CA that signed the front's certificate.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", self.brokers());
+        if let Some(front) = &self.front {
+            config
+                .set("security.protocol", "ssl")
+                .set("ssl.ca.location", front.ca.to_str().expect("UTF-8 CA path"));
+        }
+        config
     }
 
     /// Reads `count` messages (key, payload) of `topic` from the beginning of every partition,
     /// failing after 15 s.
     pub fn read(&self, topic: &str, count: usize) -> Vec<(String, Vec<u8>)> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", self.brokers())
+        let consumer: BaseConsumer = self
+            .client_config()
             .set("group.id", "test-reader")
             .set("enable.auto.commit", "false")
             .create()
@@ -322,6 +356,7 @@ impl Tansu {
 
     fn spawn(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised_port());
         let out = File::options()
             .append(true)
             .open(self.log.path())
@@ -333,7 +368,7 @@ impl Tansu {
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
             ])
             .args(["--storage-engine", "memory://tansu/"]);
         if self.authenticate {
@@ -368,6 +403,76 @@ pub fn wait_until_listening(name: &str, child: &mut Child, port: u16, log: &Path
 impl Drop for Tansu {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A TLS terminator on a free loopback port: socat (`apt-get install socat`) with a server
+/// certificate, forwarding each connection in plaintext to a TCP port on 127.0.0.1. It asks
+/// for no client certificate. Killed on drop, with the children it forked per connection.
+pub struct TlsFront {
+    pub port: u16,
+    /// The CA that signed its certificate, for clients.
+    pub ca: PathBuf,
+    child: Child,
+    _log: tempfile::NamedTempFile,
+}
+
+impl TlsFront {
+    /// Listening on return. socat binds port 0 and logs the port it got, so no other test can
+    /// take it between choosing and binding.
+    pub fn start(tls: &TlsFiles, target_port: u16) -> TlsFront {
+        let log = tempfile::NamedTempFile::new().expect("socat log file");
+        let listen = format!(
+            "OPENSSL-LISTEN:0,bind=127.0.0.1,reuseaddr,fork,cert={},key={},verify=0",
+            tls.cert.display(),
+            tls.key.display()
+        );
+        let mut child = Command::new("socat")
+            // Notices: the port it listens on, then each connection and its errors.
+            .args(["-d", "-d"])
+            .arg(listen)
+            .arg(format!("TCP:127.0.0.1:{target_port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log.reopen().expect("socat log file"))
+            // Its own group, so that drop ends the per-connection children too.
+            .process_group(0)
+            .spawn()
+            .expect("socat runs (scripts/setup-packages.sh installs it: apt-get install socat)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let port = loop {
+            let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+            let port = text
+                .split("listening on AF=2 127.0.0.1:")
+                .nth(1)
+                .and_then(|rest| rest.lines().next())
+                .and_then(|port| port.trim().parse::<u16>().ok());
+            if let Some(port) = port {
+                break port;
+            }
+            let exited = child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("socat did not listen ({exited:?}):\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        wait_until_listening("socat", &mut child, port, log.path());
+        TlsFront {
+            port,
+            ca: tls.ca.clone(),
+            child,
+            _log: log,
+        }
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
     }
 }
 

@@ -1,14 +1,24 @@
 //! The Kafka upstream against a real Kafka-protocol broker: tansu with in-memory storage, one per
-//! test on a free loopback port. What it stored is read back with an rdkafka consumer.
+//! test on a free loopback port, behind a TLS terminator (socat) for the TLS tests. What it
+//! stored is read back with an rdkafka consumer.
+
+#[allow(
+    dead_code,
+    reason = "shared with tests/mqtt.rs; these tests use only the test CA"
+)]
+mod support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use appliance_tests::brokers::Tansu;
-use appliance_uplink::kafka::{KafkaConfig, KafkaPublisher, KafkaSecurity, SaslMechanism};
+use appliance_uplink::kafka::{
+    KafkaConfig, KafkaPublisher, KafkaSecurity, KafkaTls, SaslMechanism,
+};
 use appliance_uplink::{Outgoing, PublishError, Publisher};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use support::TestCa;
 
 const TOPIC: &str = "appliance.events";
 
@@ -188,4 +198,57 @@ async fn refused_credentials_fail_in_time_and_say_so() {
         matches!(&error, PublishError::Connection(cause) if cause.contains("SASL authentication error")),
         "{error:?}"
     );
+}
+
+fn tls_to(ca: &TestCa) -> KafkaSecurity {
+    KafkaSecurity::Ssl(KafkaTls {
+        ca_file: Some(ca.ca.clone()),
+        ..KafkaTls::default()
+    })
+}
+
+#[tokio::test]
+async fn over_tls_with_the_test_ca_a_batch_arrives_in_order() {
+    let ca = TestCa::new("kafka test CA");
+    let tansu = Tansu::start_behind_tls(&ca.listener_files());
+    let mut config = config(tansu.brokers(), Duration::from_secs(10));
+    config.security = tls_to(&ca);
+    let mut publisher = KafkaPublisher::new(config).expect("publisher");
+
+    let batch = events(1, 30);
+    publisher.publish(&batch[..20]).await.expect("first batch");
+    publisher.publish(&batch[20..]).await.expect("second batch");
+
+    // Read back over TLS as well: tansu advertises only the TLS front.
+    let messages = tansu.read(TOPIC, batch.len());
+    assert_eq!(read(&messages), sent(&batch));
+}
+
+#[tokio::test]
+async fn over_tls_a_ca_that_did_not_sign_the_broker_fails_in_time_and_says_why() {
+    let ca = TestCa::new("kafka test CA");
+    let tansu = Tansu::start_behind_tls(&ca.listener_files());
+    let other = TestCa::new("another CA");
+    let timeout = Duration::from_secs(3);
+    let mut config = config(tansu.brokers(), timeout);
+    config.security = tls_to(&other);
+    let mut publisher = KafkaPublisher::new(config).expect("publisher");
+
+    let started = Instant::now();
+    let error = publisher
+        .publish(&events(1, 3))
+        .await
+        .expect_err("the broker's certificate is not trusted");
+    let took = started.elapsed();
+    assert!(
+        took < timeout + Duration::from_secs(3),
+        "failed after {took:?}, timeout {timeout:?}"
+    );
+    match &error {
+        PublishError::Connection(cause) => {
+            assert!(cause.contains("SSL handshake failed"), "{error}");
+            assert!(cause.contains("certificate verify failed"), "{error}");
+        }
+        other => panic!("expected a connection error, got {other:?}"),
+    }
 }
