@@ -50,6 +50,14 @@ fn daemon(dir: &Path, broker_port: u16, extra: &[(&str, &str)]) -> Daemon {
     Daemon::start_with(options)
 }
 
+/// A broker, the cloud subscribed to everything of box `box-test`, and the box in `dir/box`.
+fn cloud_and_box(dir: &Path, extra: &[(&str, &str)]) -> (Mosquitto, MqttSubscriber, Daemon) {
+    let broker = Mosquitto::start(BrokerOptions::default());
+    let cloud = MqttSubscriber::start(broker.port, "appliance/box-test/+", &dir.join("cloud.txt"));
+    let daemon = daemon(&dir.join("box"), broker.port, extra);
+    (broker, cloud, daemon)
+}
+
 /// A camera raising an alarm every `every`.
 fn camera(daemon: &Daemon, every: &str) -> Sim {
     Sim(Command::new(binary("applianced"))
@@ -332,25 +340,15 @@ fn both_upstreams_get_every_event_kafka_keyed_by_camera() {
 #[test]
 fn telemetry_and_cloud_commands_share_the_mqtt_connection() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Mosquitto::start(BrokerOptions::default());
-    let port = broker.port;
-    let cloud = MqttSubscriber::start(port, "appliance/box-test/+", &dir.path().join("cloud.txt"));
-    let daemon = daemon(
-        &dir.path().join("box"),
-        port,
+    let (broker, cloud, daemon) = cloud_and_box(
+        dir.path(),
         &[("APPLIANCE_UPLINK__TELEMETRY_INTERVAL", "5s")],
     );
+    let port = broker.port;
     let _sim = camera(&daemon, "1h");
     let on = |topic: &'static str| {
         let cloud = &cloud;
-        move || -> Vec<Value> {
-            cloud
-                .messages()
-                .into_iter()
-                .filter(|(t, _)| t == topic)
-                .map(|(_, m)| m)
-                .collect()
-        }
+        move || cloud.on(topic)
     };
     let telemetry = on("appliance/box-test/telemetry");
     let all_results = on("appliance/box-test/cmd_result");
@@ -473,18 +471,9 @@ fn telemetry_and_cloud_commands_share_the_mqtt_connection() {
 #[test]
 fn a_cloud_setting_is_checked_stored_and_in_force_after_the_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Mosquitto::start(BrokerOptions::default());
+    let (broker, cloud, daemon) = cloud_and_box(dir.path(), &[]);
     let port = broker.port;
-    let cloud = MqttSubscriber::start(port, "appliance/box-test/+", &dir.path().join("cloud.txt"));
-    let daemon = daemon(&dir.path().join("box"), port, &[]);
-    let on = |topic: &str| -> Vec<Value> {
-        cloud
-            .messages()
-            .into_iter()
-            .filter(|(t, _)| t == topic)
-            .map(|(_, m)| m)
-            .collect()
-    };
+    let on = |topic: &str| cloud.on(topic);
     let result = |id: &str| {
         let mut found = None;
         wait_for(Duration::from_secs(10), || {
@@ -551,10 +540,8 @@ fn a_skill_sent_as_a_cloud_command_is_applied_and_its_events_come_back_up() {
     use base64::Engine as _;
 
     let dir = tempfile::tempdir().unwrap();
-    let broker = Mosquitto::start(BrokerOptions::default());
+    let (broker, cloud, daemon) = cloud_and_box(dir.path(), &[]);
     let port = broker.port;
-    let cloud = MqttSubscriber::start(port, "appliance/box-test/+", &dir.path().join("cloud.txt"));
-    let daemon = daemon(&dir.path().join("box"), port, &[]);
     let person = photo("astronaut.png", Some((200, 200)));
     let clip = make_clip(
         dir.path(),
@@ -569,14 +556,7 @@ fn a_skill_sent_as_a_cloud_command_is_applied_and_its_events_come_back_up() {
             path: &[(0.0, 20.0, 150.0), (3.0, 400.0, 150.0), (5.0, 400.0, 150.0)],
         },
     );
-    let results = || -> Vec<Value> {
-        cloud
-            .messages()
-            .into_iter()
-            .filter(|(t, _)| t == "appliance/box-test/cmd_result")
-            .map(|(_, m)| m)
-            .collect()
-    };
+    let results = || cloud.on("appliance/box-test/cmd_result");
     let send = |id: &str, kind: &str, params: Value| {
         let body = serde_json::json!({
             "schema": "appliance.cmd.v1", "id": id, "type": kind, "params": params

@@ -515,6 +515,15 @@ impl MqttSubscriber {
             })
             .collect()
     }
+
+    /// The JSON payloads received so far on `topic`, in arrival order.
+    pub fn on(&self, topic: &str) -> Vec<Value> {
+        self.messages()
+            .into_iter()
+            .filter(|(t, _)| t == topic)
+            .map(|(_, m)| m)
+            .collect()
+    }
 }
 
 /// Publishes one message at QoS 1 with `mosquitto_pub` (the cloud sending a command). The

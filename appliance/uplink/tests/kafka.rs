@@ -66,6 +66,26 @@ fn read(messages: &[(String, Vec<u8>)]) -> BTreeMap<&str, Vec<&[u8]>> {
     by_camera(messages.iter().map(|(k, p)| (k.as_str(), p.as_slice())))
 }
 
+/// Publishes `batch`, which must fail with a connection error within `timeout` (and 3 s of
+/// slack); returns the error's text.
+async fn connection_failure(
+    publisher: &mut KafkaPublisher,
+    batch: &[Outgoing],
+    timeout: Duration,
+) -> String {
+    let started = Instant::now();
+    let error = publisher.publish(batch).await.expect_err("the batch fails");
+    let took = started.elapsed();
+    assert!(
+        took < timeout + Duration::from_secs(3),
+        "failed after {took:?}, timeout {timeout:?}"
+    );
+    match error {
+        PublishError::Connection(cause) => cause,
+        other => panic!("expected a connection error, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn a_batch_arrives_in_order_per_camera_with_its_payloads() {
     let tansu = Tansu::start();
@@ -118,22 +138,8 @@ async fn a_broker_that_is_down_fails_the_batch_in_time_and_says_why() {
     publisher.publish(&events(1, 3)).await.expect("broker up");
 
     tansu.stop();
-    let started = Instant::now();
-    let error = publisher
-        .publish(&events(4, 3))
-        .await
-        .expect_err("the broker is down");
-    let took = started.elapsed();
-    assert!(
-        took < timeout + Duration::from_secs(3),
-        "failed after {took:?}, timeout {timeout:?}"
-    );
-    match &error {
-        PublishError::Connection(cause) => {
-            assert!(cause.contains("Connection refused"), "{error}")
-        }
-        other => panic!("expected a connection error, got {other:?}"),
-    }
+    let cause = connection_failure(&mut publisher, &events(4, 3), timeout).await;
+    assert!(cause.contains("Connection refused"), "{cause}");
 }
 
 #[tokio::test]
@@ -146,13 +152,8 @@ async fn no_broker_at_all_fails_the_connection_check_in_time() {
     let timeout = Duration::from_secs(3);
     let mut publisher =
         KafkaPublisher::new(config(format!("127.0.0.1:{port}"), timeout)).expect("publisher");
-    let started = Instant::now();
-    let error = publisher.publish(&[]).await.expect_err("no broker");
-    assert!(started.elapsed() < timeout + Duration::from_secs(3));
-    assert!(
-        matches!(&error, PublishError::Connection(cause) if cause.contains("Connection refused")),
-        "{error:?}"
-    );
+    let cause = connection_failure(&mut publisher, &[], timeout).await;
+    assert!(cause.contains("Connection refused"), "{cause}");
 }
 
 #[tokio::test]
@@ -188,16 +189,8 @@ async fn refused_credentials_fail_in_time_and_say_so() {
         tls: None,
     };
     let mut publisher = KafkaPublisher::new(config).expect("publisher");
-    let started = Instant::now();
-    let error = publisher
-        .publish(&events(1, 3))
-        .await
-        .expect_err("no such user");
-    assert!(started.elapsed() < timeout + Duration::from_secs(3));
-    assert!(
-        matches!(&error, PublishError::Connection(cause) if cause.contains("SASL authentication error")),
-        "{error:?}"
-    );
+    let cause = connection_failure(&mut publisher, &events(1, 3), timeout).await;
+    assert!(cause.contains("SASL authentication error"), "{cause}");
 }
 
 fn tls_to(ca: &TestCa) -> KafkaSecurity {
@@ -234,21 +227,7 @@ async fn over_tls_a_ca_that_did_not_sign_the_broker_fails_in_time_and_says_why()
     config.security = tls_to(&other);
     let mut publisher = KafkaPublisher::new(config).expect("publisher");
 
-    let started = Instant::now();
-    let error = publisher
-        .publish(&events(1, 3))
-        .await
-        .expect_err("the broker's certificate is not trusted");
-    let took = started.elapsed();
-    assert!(
-        took < timeout + Duration::from_secs(3),
-        "failed after {took:?}, timeout {timeout:?}"
-    );
-    match &error {
-        PublishError::Connection(cause) => {
-            assert!(cause.contains("SSL handshake failed"), "{error}");
-            assert!(cause.contains("certificate verify failed"), "{error}");
-        }
-        other => panic!("expected a connection error, got {other:?}"),
-    }
+    let cause = connection_failure(&mut publisher, &events(1, 3), timeout).await;
+    assert!(cause.contains("SSL handshake failed"), "{cause}");
+    assert!(cause.contains("certificate verify failed"), "{cause}");
 }
