@@ -101,15 +101,24 @@ fn an_uploaded_bundle_is_installed_into_the_free_slot() {
         image: &payload,
     };
     let bundle = rauc.bundle("good", &spec, rauc.pki());
+    // The bootloader script holds RAUC mid-installation until released.
+    rauc.hold();
     let (status, job) = upload(&daemon, &bundle);
     assert_eq!(status, 202, "{job}");
     assert_eq!(
         (job["state"].as_str(), job["source"].as_str()),
         (Some("running"), Some("upload"))
     );
+    assert!(wait_for(Duration::from_secs(20), || rauc.held()));
+    // A second upload while the first installs is refused before its body is kept.
     let (status, busy) = upload(&daemon, &bundle);
-    // A second one while the first runs is refused (unless the first already ended).
-    assert!(status == 409 || status == 202, "{status} {busy}");
+    assert_eq!(
+        (status, busy["error"]["code"].as_str()),
+        (409, Some("busy"))
+    );
+    let (_, during) = daemon.get("/api/v1/system/update");
+    assert_eq!(during["job"]["state"], "running", "{during}");
+    rauc.release();
 
     let done = wait_job_end(&daemon);
     assert_eq!(
@@ -137,9 +146,12 @@ fn an_uploaded_bundle_is_installed_into_the_free_slot() {
         &payload[..],
         "slot B holds the image"
     );
-    assert!(
-        !dir.path().join("updates/upload.raucb").exists(),
-        "the upload is removed once RAUC is done with it"
+    let uploads = std::fs::read_dir(dir.path().join("updates"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        uploads, 0,
+        "each upload is removed once RAUC is done with it"
     );
     assert!(event_types(&daemon).contains(&"system.update.installed".to_owned()));
 }

@@ -101,9 +101,19 @@ impl Updates {
         self.inner.config.max_bundle.bytes()
     }
 
-    /// Where an upload is written before it is installed.
-    pub fn upload_path(&self) -> PathBuf {
-        self.inner.upload_dir.join("upload.raucb")
+    /// A new file for an upload to be written to before it is installed: one per upload, so an
+    /// upload arriving during an installation never touches the bundle RAUC is reading.
+    pub fn new_upload_path(&self) -> PathBuf {
+        let name = format!("upload-{}.raucb", hex::encode(rand::random::<[u8; 8]>()));
+        self.inner.upload_dir.join(name)
+    }
+
+    /// Whether an installation started here is still running (an upload is refused before
+    /// its body is read).
+    pub fn is_busy(&self) -> bool {
+        self.job()
+            .as_ref()
+            .is_some_and(|j| j.state == JobState::Running)
     }
 
     pub async fn view(&self) -> UpdateView {
@@ -141,7 +151,7 @@ impl Updates {
             if job.as_ref().is_some_and(|j| j.state == JobState::Running) {
                 return Err(StartError::Busy);
             }
-            // Claims the slot before the await below, so two requests cannot both start.
+            // The check and the claim under one lock: two requests cannot both start.
             *job = Some(Job {
                 source: label.to_owned(),
                 started: Timestamp::now(),
@@ -180,7 +190,7 @@ impl Updates {
                 Err(e) => break Err(e),
             }
         };
-        if bundle == self.upload_path().to_string_lossy() {
+        if std::path::Path::new(&bundle).starts_with(&self.inner.upload_dir) {
             let _ = tokio::fs::remove_file(&bundle).await;
         }
         let (state, error) = match &outcome {

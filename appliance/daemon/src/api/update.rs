@@ -80,7 +80,11 @@ pub async fn install(
         }
         updates.install(&request.url, &request.url).await?
     } else if content_type.starts_with("application/octet-stream") {
-        let path = updates.upload_path();
+        // Not gigabytes read only to be refused.
+        if updates.is_busy() {
+            return Err(StartError::Busy.into());
+        }
+        let path = updates.new_upload_path();
         receive_bundle(body, &path, updates.max_bundle_bytes()).await?;
         updates
             .install(&path.to_string_lossy(), "upload")
