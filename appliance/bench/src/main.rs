@@ -10,7 +10,6 @@ mod crash;
 mod report;
 mod sled_engine;
 mod sqlite_engine;
-mod sys;
 mod uplink;
 mod workload;
 
@@ -19,6 +18,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use appliance_bench::sys;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::workload::EngineResult;

@@ -1,5 +1,6 @@
 //! The markdown report `just bench store` prints.
 
+use appliance_bench::thousands;
 use std::fmt::Write;
 
 use crate::workload::{BATCH, EngineResult, PACED_COMMITS};
@@ -48,18 +49,6 @@ fn row(
 
 fn ms(value: f64) -> String {
     format!("{value:.3} ms")
-}
-
-pub fn thousands(value: f64) -> String {
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn per_event(r: &EngineResult) -> f64 {

@@ -23,6 +23,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use appliance_bench::sys::machine;
+use appliance_bench::thousands;
 use appliance_config::StoreConfig;
 use appliance_media::VideoCodec;
 use appliance_media::clip::{Background, ClipSpec, ClipWriter, Scene, render_moving_sprite};
@@ -906,35 +908,6 @@ fn machine_busy() -> Result<Duration> {
     Ok(Duration::from_millis(busy * 10))
 }
 
-/// CPUs, CPU model, kernel.
-fn machine() -> String {
-    let cpus = thread::available_parallelism().map_or(0, |n| n.get());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .and_then(|rest| rest.split_once(':'))
-                .map(|(_, name)| name.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map_or_else(|_| "unknown".into(), |k| k.trim().to_string());
-    format!("nproc {cpus}, {model}, Linux {kernel}")
-}
-
-fn thousands(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// What the report says besides the sections' results.
 struct Context {
     machine: String,
@@ -1022,12 +995,12 @@ fn render_throughput(out: &mut String, raw: &RawRun, run: &PipelineRun, rounds: 
     let _ = writeln!(
         out,
         "| raw `Model::run`, one tensor ¹ | {} | {raw_fps:.1} | {raw_ms:.2} | – | – | {raw_ms:.2} | – | – | – | 100 % |",
-        thousands(u64::from(raw.iterations)),
+        thousands(f64::from(raw.iterations)),
     );
     let _ = writeln!(
         out,
         "| pipeline: decode → detect → track → skill ² | {} | {pipeline_fps:.1} | {pipeline_ms:.2} | {:.2} | {} | {} | {} | {} | {} | {share:.0} % (target ≥ 90 %: {}) |",
-        thousands(u64::from(run.frames)),
+        thousands(f64::from(run.frames)),
         run.decode_ms_avg,
         per_frame(run.detector.preprocess),
         per_frame(run.detector.inference),
@@ -1057,7 +1030,7 @@ counted more than once, and it is not part of the frame's analysis time (another
 ⁴ Time the analysis waited for the next decoded frame: decoding not keeping up.
 ",
         events = run.events,
-        iterations = thousands(u64::from(raw.iterations)),
+        iterations = thousands(f64::from(raw.iterations)),
     );
 }
 
@@ -1093,9 +1066,9 @@ fn render_decoding(out: &mut String, ctx: &Context, runs: &[DecodeRun]) {
         let _ = writeln!(
             out,
             "| {mode} | {} | {} | {} | {:.2} | {:.3} | {:.0} | {:.4} = {:.2} % | {:.0} | {} |",
-            thousands(run.stats.frames_in),
-            thousands(run.stats.decoded),
-            thousands(run.stats.delivered),
+            thousands(run.stats.frames_in as f64),
+            thousands(run.stats.decoded as f64),
+            thousands(run.stats.delivered as f64),
             run.wall.as_secs_f64(),
             cpu,
             run.start_cpu.as_secs_f64() * 1e3,
@@ -1205,7 +1178,7 @@ fn render_faces(out: &mut String, ctx: &Context, runs: &[FaceRun]) {
         let _ = writeln!(
             out,
             "| {} | {:.1} MB | {:.2} | {:.3} | {:.3} | {:.1} | {:.3} | {:.3} |",
-            thousands(run.photos as u64),
+            thousands(run.photos as f64),
             bytes / 1e6,
             run.build.as_secs_f64(),
             search.mean,

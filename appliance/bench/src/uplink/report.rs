@@ -7,8 +7,8 @@ use std::time::Duration;
 use appliance_uplink::Outgoing;
 
 use super::{ARRIVAL_QUIET, BACKLOG_COMMIT, CURSOR_PROBES, LIVE_BATCH, MAX_BATCHES, WARM_UP};
-use crate::report::thousands;
 use crate::workload::Latency;
+use appliance_bench::thousands;
 
 /// Everything the report shows besides the rows.
 pub struct Context {
