@@ -92,7 +92,7 @@ impl From<AdminError> for ApiError {
 pub async fn claim_state(State(state): State<AppState>) -> Json<ClaimState> {
     let device = state.device();
     Json(ClaimState {
-        claimed: device.is_claimed().await,
+        claimed: device.is_claimed(),
         device_id: device.id().to_owned(),
         certificate_sha256: device.tls().fingerprint.clone(),
     })
@@ -210,7 +210,7 @@ pub async fn require_admin(
     next: Next,
 ) -> Response {
     let device = state.device();
-    if !device.is_claimed().await {
+    if !device.is_claimed() {
         return ApiError::from(AdminError::Unclaimed).into_response();
     }
     match bearer_token(request.headers()) {

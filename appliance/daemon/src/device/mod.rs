@@ -13,6 +13,7 @@ pub mod identity;
 pub mod provisioning;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -70,6 +71,10 @@ struct Inner {
     /// The password hash and the guessing brake; async because a sign-in holds it while
     /// argon2 runs, which also serialises guesses.
     password: tokio::sync::Mutex<Password>,
+    /// Whether a password is set, readable without that lock: the admin gate asks on every
+    /// request and must not wait behind a sign-in's argon2. Only ever goes from false to true
+    /// (a factory reset restarts the daemon).
+    claimed: AtomicBool,
     sessions: Mutex<Sessions>,
     /// Where a factory reset asks the daemon to exit for systemd to start it again.
     exits: ExitRequests,
@@ -150,6 +155,7 @@ impl Device {
                 tls,
                 data_dir,
                 store: store.clone(),
+                claimed: AtomicBool::new(hash.is_some()),
                 password: tokio::sync::Mutex::new(Password {
                     hash,
                     throttle: LoginThrottle::default(),
@@ -168,8 +174,8 @@ impl Device {
         &self.inner.tls
     }
 
-    pub async fn is_claimed(&self) -> bool {
-        self.inner.password.lock().await.hash.is_some()
+    pub fn is_claimed(&self) -> bool {
+        self.inner.claimed.load(Ordering::Acquire)
     }
 
     /// Sets the first admin password; signs in.
@@ -182,6 +188,7 @@ impl Device {
         let hash = hash_off_thread(password).await?;
         self.store_hash(&hash).await?;
         state.hash = Some(hash);
+        self.inner.claimed.store(true, Ordering::Release);
         tracing::info!("box claimed");
         Ok(self.new_session())
     }
