@@ -22,7 +22,7 @@ use crate::api::devices::device_control;
 use crate::lifecycle::{Exit, ExitRequests};
 use crate::settings::{self, ChangeError};
 use crate::sip::SipHandle;
-use crate::update::{StartError, Updates};
+use crate::update::{StartError, Updates, check_bundle_url};
 use crate::vision::Vision;
 use crate::vision::catalog::Camera;
 use crate::vision::edit::EditError;
@@ -374,8 +374,8 @@ impl Commands {
                 return CommandResult::rejected(command, "bad_params", message, now);
             }
         };
-        if !(p.url.starts_with("https://") || p.url.starts_with("http://")) {
-            return CommandResult::rejected(command, "bad_params", "url must be http(s)://", now);
+        if let Err(e) = check_bundle_url(&p.url) {
+            return CommandResult::rejected(command, "bad_params", e, now);
         }
         match self.updates.install(&p.url, &p.url).await {
             Ok(job) => CommandResult::ok(command, json!({ "job": job }), now),

@@ -247,6 +247,16 @@ impl Updates {
     }
 }
 
+/// A bundle URL from the API or the cloud must be http(s): RAUC would also take a path on the
+/// box, which is not theirs to name.
+pub fn check_bundle_url(url: &str) -> Result<(), String> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err("url must be http:// or https://".to_owned())
+    }
+}
+
 /// Connects to RAUC on the configured bus.
 async fn connect(config: &UpdateConfig) -> Result<Rauc, StartError> {
     match config.rauc_bus.as_str() {

@@ -10,7 +10,7 @@ use tokio::io::AsyncWriteExt as _;
 use utoipa::ToSchema;
 
 use super::{ApiError, AppState, json_body};
-use crate::update::{Job, StartError, UpdateView};
+use crate::update::{Job, StartError, UpdateView, check_bundle_url};
 
 /// A bundle RAUC fetches itself (streaming, `verity` bundles).
 #[derive(Deserialize, ToSchema)]
@@ -71,13 +71,8 @@ pub async fn install(
             .await
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.to_string()))?;
         let request: InstallFromUrl = json_body(&bytes)?;
-        if !(request.url.starts_with("http://") || request.url.starts_with("https://")) {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_body",
-                "url must be http:// or https://",
-            ));
-        }
+        check_bundle_url(&request.url)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e))?;
         updates.install(&request.url, &request.url).await?
     } else if content_type.starts_with("application/octet-stream") {
         // Not gigabytes read only to be refused.
